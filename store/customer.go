@@ -1,0 +1,226 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+)
+
+// Customer statuses. Only active customers are invited or reminded.
+const (
+	CustomerActive      = "active"
+	CustomerInactive    = "inactive"
+	CustomerBlacklisted = "blacklisted"
+)
+
+// ERP verification outcomes recorded on a customer.
+const (
+	ERPUnverified = "unverified"
+	ERPVerified   = "verified"
+	ERPNotFound   = "not_found"
+	ERPError      = "error"
+)
+
+// Customer is a vendor's customer company. It carries one or more ERP
+// account numbers (customer_accounts) and, through its initial contact's
+// invitation, its way into the portal.
+type Customer struct {
+	bun.BaseModel `bun:"table:customers,alias:c"`
+
+	ID           uuid.UUID `bun:"id,pk,type:uuid"`
+	TenantID     uuid.UUID `bun:"tenant_id,type:uuid"`
+	CompanyName  string    `bun:"company_name"`
+	Phone        string    `bun:"phone"`
+	Ranking      string    `bun:"ranking"`
+	Status       string    `bun:"status"`
+	ERPStatus    string    `bun:"erp_status"`
+	ERPName      string    `bun:"erp_name"`
+	ERPPriceTier string    `bun:"erp_price_tier"`
+	ERPError     string    `bun:"erp_error"`
+	ERPCheckedAt time.Time `bun:"erp_checked_at,nullzero"`
+	CreatedAt    time.Time `bun:"created_at"`
+	UpdatedAt    time.Time `bun:"updated_at"`
+
+	AccountNumbers []string `bun:"-"`
+}
+
+// Invitable reports whether the customer may receive invitations or resends.
+func (c *Customer) Invitable() bool { return c.Status == CustomerActive }
+
+// CustomerAccount ties an ERP account number to the one customer of a tenant
+// that holds it.
+type CustomerAccount struct {
+	bun.BaseModel `bun:"table:customer_accounts"`
+
+	TenantID      uuid.UUID `bun:"tenant_id,pk,type:uuid"`
+	AccountNumber string    `bun:"account_number,pk"`
+	CustomerID    uuid.UUID `bun:"customer_id,type:uuid"`
+}
+
+// InsertCustomer stores a customer and its account numbers. An account number
+// that another customer of the tenant holds is ErrAccountInUse.
+func InsertCustomer(ctx context.Context, db bun.IDB, c *Customer) error {
+	if c.ID == uuid.Nil {
+		c.ID = uuid.Must(uuid.NewV7())
+	}
+	if c.Status == "" {
+		c.Status = CustomerActive
+	}
+	if c.ERPStatus == "" {
+		c.ERPStatus = ERPUnverified
+	}
+	if _, err := db.NewInsert().Model(c).Exec(ctx); err != nil {
+		return fmt.Errorf("insert customer: %w", err)
+	}
+	if len(c.AccountNumbers) == 0 {
+		return nil
+	}
+	accounts := make([]CustomerAccount, len(c.AccountNumbers))
+	for i, n := range c.AccountNumbers {
+		accounts[i] = CustomerAccount{TenantID: c.TenantID, AccountNumber: n, CustomerID: c.ID}
+	}
+	if _, err := db.NewInsert().Model(&accounts).Exec(ctx); err != nil {
+		if _, ok := uniqueViolation(err); ok {
+			return fmt.Errorf("insert customer accounts: %w", ErrAccountInUse)
+		}
+		return fmt.Errorf("insert customer accounts: %w", err)
+	}
+	return nil
+}
+
+// GetCustomer loads one of the tenant's customers with its account numbers.
+func GetCustomer(ctx context.Context, db bun.IDB, tenantID, id uuid.UUID) (*Customer, error) {
+	c := new(Customer)
+	err := db.NewSelect().Model(c).Where("tenant_id = ? AND id = ?", tenantID, id).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("customer %s: %w", id, notFound(err))
+	}
+	if err := loadAccountNumbers(ctx, db, tenantID, []*Customer{c}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// CustomerByAccount finds the tenant's customer holding an account number.
+func CustomerByAccount(ctx context.Context, db bun.IDB, tenantID uuid.UUID, accountNumber string) (*Customer, error) {
+	c := new(Customer)
+	err := db.NewSelect().Model(c).
+		Where("tenant_id = ?", tenantID).
+		Where("id = (SELECT customer_id FROM customer_accounts WHERE tenant_id = ? AND account_number = ?)", tenantID, accountNumber).
+		Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("customer with account %q: %w", accountNumber, notFound(err))
+	}
+	return c, nil
+}
+
+func loadAccountNumbers(ctx context.Context, db bun.IDB, tenantID uuid.UUID, cs []*Customer) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	ids := make([]uuid.UUID, len(cs))
+	byID := make(map[uuid.UUID]*Customer, len(cs))
+	for i, c := range cs {
+		ids[i] = c.ID
+		byID[c.ID] = c
+		c.AccountNumbers = []string{}
+	}
+	var rows []CustomerAccount
+	err := db.NewSelect().Model(&rows).
+		Where("tenant_id = ? AND customer_id IN (?)", tenantID, bun.In(ids)).
+		Order("account_number").Scan(ctx)
+	if err != nil {
+		return fmt.Errorf("load account numbers: %w", err)
+	}
+	for _, r := range rows {
+		c := byID[r.CustomerID]
+		c.AccountNumbers = append(c.AccountNumbers, r.AccountNumber)
+	}
+	return nil
+}
+
+// CustomerFilter narrows ListCustomers. Zero values do not filter.
+type CustomerFilter struct {
+	Status        string
+	Ranking       string
+	CreatedAfter  time.Time
+	CreatedBefore time.Time
+	Query         string    // company name, account number or contact email contains
+	After         uuid.UUID // keyset cursor: the last id of the previous page
+	Limit         int
+}
+
+// ListCustomers returns one page of the tenant's customers, newest first.
+func ListCustomers(ctx context.Context, db bun.IDB, tenantID uuid.UUID, f CustomerFilter) ([]*Customer, error) {
+	var cs []*Customer
+	q := db.NewSelect().Model(&cs).Where("c.tenant_id = ?", tenantID)
+	if f.Status != "" {
+		q = q.Where("c.status = ?", f.Status)
+	}
+	if f.Ranking != "" {
+		q = q.Where("c.ranking = ?", f.Ranking)
+	}
+	if !f.CreatedAfter.IsZero() {
+		q = q.Where("c.created_at >= ?", f.CreatedAfter.UTC())
+	}
+	if !f.CreatedBefore.IsZero() {
+		q = q.Where("c.created_at < ?", f.CreatedBefore.UTC())
+	}
+	if f.Query != "" {
+		like := "%" + escapeLike(strings.ToLower(f.Query)) + "%"
+		q = q.WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
+			return q.Where(`LOWER(c.company_name) LIKE ? ESCAPE '\'`, like).
+				WhereOr(`EXISTS (SELECT 1 FROM customer_accounts a WHERE a.tenant_id = c.tenant_id AND a.customer_id = c.id AND LOWER(a.account_number) LIKE ? ESCAPE '\')`, like).
+				WhereOr(`EXISTS (SELECT 1 FROM invitations i WHERE i.tenant_id = c.tenant_id AND i.customer_id = c.id AND i.email_normalized LIKE ? ESCAPE '\')`, like)
+		})
+	}
+	if f.After != uuid.Nil {
+		q = q.Where("c.id < ?", f.After)
+	}
+	if f.Limit <= 0 {
+		f.Limit = 50
+	}
+	if err := q.Order("c.id DESC").Limit(int64(f.Limit)).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("list customers: %w", err)
+	}
+	if err := loadAccountNumbers(ctx, db, tenantID, cs); err != nil {
+		return nil, err
+	}
+	return cs, nil
+}
+
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// ERPResult is the outcome of one verification of a customer's accounts.
+type ERPResult struct {
+	Status    string
+	Name      string
+	PriceTier string
+	Error     string
+}
+
+// RecordERPResult stores a verification outcome on the customer.
+func RecordERPResult(ctx context.Context, db bun.IDB, tenantID, customerID uuid.UUID, r ERPResult, now time.Time) error {
+	res, err := db.NewUpdate().Model((*Customer)(nil)).
+		Set("erp_status = ?", r.Status).
+		Set("erp_name = ?", r.Name).
+		Set("erp_price_tier = ?", r.PriceTier).
+		Set("erp_error = ?", r.Error).
+		Set("erp_checked_at = ?", now.UTC()).
+		Set("updated_at = ?", now.UTC()).
+		Where("tenant_id = ? AND id = ?", tenantID, customerID).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("record erp result: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("record erp result: customer %s: %w", customerID, ErrNotFound)
+	}
+	return nil
+}

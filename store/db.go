@@ -1,0 +1,103 @@
+// Package store owns onboard's persistent state: the Bun models, the queries
+// over them and the embedded migrations. Every query takes a bun.IDB so that it
+// composes inside RunInTx and inside a test's transaction, and the same code
+// runs on Postgres (production) and SQLite (the embedded dev mode).
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect"
+	"github.com/uptrace/bun/dialect/pgdialect"
+	"github.com/uptrace/bun/dialect/sqlitedialect"
+	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver (no cgo)
+)
+
+// Dialect names the database family behind a DSN.
+type Dialect string
+
+const (
+	Postgres Dialect = "postgres"
+	SQLite   Dialect = "sqlite"
+)
+
+// DialectOf tells which database a DATABASE_URL points at.
+func DialectOf(dsn string) (Dialect, error) {
+	switch {
+	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+		return Postgres, nil
+	case strings.HasPrefix(dsn, "sqlite:"):
+		return SQLite, nil
+	}
+	return "", fmt.Errorf("DATABASE_URL must start with postgres:// or sqlite: (got %q)", redactDSN(dsn))
+}
+
+// Open connects to the database named by dsn and checks that it answers.
+func Open(ctx context.Context, dsn string) (*bun.DB, error) {
+	d, err := DialectOf(dsn)
+	if err != nil {
+		return nil, err
+	}
+	var db *bun.DB
+	switch d {
+	case Postgres:
+		sqldb, err := sql.Open("pgx", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		sqldb.SetMaxOpenConns(20)
+		sqldb.SetMaxIdleConns(10)
+		sqldb.SetConnMaxIdleTime(5 * time.Minute)
+		db = bun.NewDB(sqldb, pgdialect.New())
+	case SQLite:
+		path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//")
+		// WAL lets the API read while a worker writes; busy_timeout makes a
+		// writer wait for the lock instead of failing; foreign keys are off
+		// by default in SQLite.
+		q := url.Values{}
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "busy_timeout(10000)")
+		q.Add("_pragma", "foreign_keys(1)")
+		q.Add("_pragma", "synchronous(NORMAL)")
+		q.Add("_txlock", "immediate")
+		sqldb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
+		// SQLite has one writer; a single connection serialises writers in
+		// Go instead of spinning on SQLITE_BUSY.
+		sqldb.SetMaxOpenConns(1)
+		db = bun.NewDB(sqldb, sqlitedialect.New())
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to %s database: %w", d, err)
+	}
+	return db, nil
+}
+
+// DialectOfDB tells which database family an open handle talks to.
+func DialectOfDB(db bun.IDB) Dialect {
+	if db.Dialect().Name() == dialect.PG {
+		return Postgres
+	}
+	return SQLite
+}
+
+func redactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.User == nil {
+		return dsn
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}

@@ -1,0 +1,220 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+)
+
+// Delivery states: one email to be sent, being sent or done.
+//
+//	queued ──claim──> sending ──provider 2xx──> sent ──event──> bounced
+//	   ^                 │ transient error            (or delivered/complained as an event)
+//	   └─────release─────┘ permanent error / retries exhausted ──> failed
+//
+// A claim holds a lease: a worker that dies mid-send leaves the delivery in
+// `sending`, and once the lease runs out another attempt takes it over.
+const (
+	DeliveryQueued  = "queued"
+	DeliverySending = "sending"
+	DeliverySent    = "sent"
+	DeliveryFailed  = "failed"
+	DeliveryBounced = "bounced"
+)
+
+// Delivery kinds.
+const (
+	DeliveryInvitation   = "invitation"
+	DeliveryImportReport = "import_report"
+)
+
+// Delivery is one email: an invitation (or a resend of it), or an import's
+// confirmation to its sender.
+type Delivery struct {
+	bun.BaseModel `bun:"table:deliveries,alias:d"`
+
+	ID                uuid.UUID     `bun:"id,pk,type:uuid"`
+	TenantID          uuid.UUID     `bun:"tenant_id,type:uuid"`
+	InvitationID      uuid.NullUUID `bun:"invitation_id,type:uuid"`
+	ImportID          uuid.NullUUID `bun:"import_id,type:uuid"`
+	Kind              string        `bun:"kind"`
+	State             string        `bun:"state"`
+	Event             string        `bun:"event"`
+	Attempts          int           `bun:"attempts"`
+	LastError         string        `bun:"last_error"`
+	ProviderMessageID string        `bun:"provider_message_id"`
+	LeaseUntil        time.Time     `bun:"lease_until,nullzero"`
+	SentAt            time.Time     `bun:"sent_at,nullzero"`
+	CreatedAt         time.Time     `bun:"created_at"`
+	UpdatedAt         time.Time     `bun:"updated_at"`
+}
+
+// NewInvitationDelivery is a queued email for an invitation.
+func NewInvitationDelivery(inv *Invitation, now time.Time) *Delivery {
+	return &Delivery{
+		ID:           uuid.Must(uuid.NewV7()),
+		TenantID:     inv.TenantID,
+		InvitationID: uuid.NullUUID{UUID: inv.ID, Valid: true},
+		Kind:         DeliveryInvitation,
+		State:        DeliveryQueued,
+		CreatedAt:    now.UTC(),
+		UpdatedAt:    now.UTC(),
+	}
+}
+
+// InsertDeliveries stores new deliveries in one statement.
+func InsertDeliveries(ctx context.Context, db bun.IDB, ds []*Delivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	if _, err := db.NewInsert().Model(&ds).Exec(ctx); err != nil {
+		return fmt.Errorf("insert deliveries: %w", err)
+	}
+	return nil
+}
+
+// GetDelivery loads one delivery.
+func GetDelivery(ctx context.Context, db bun.IDB, id uuid.UUID) (*Delivery, error) {
+	d := new(Delivery)
+	if err := db.NewSelect().Model(d).Where("id = ?", id).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("delivery %s: %w", id, notFound(err))
+	}
+	return d, nil
+}
+
+// ClaimDeliveries moves the given deliveries that are queued, or sending with
+// an expired lease, to sending under a new lease, and returns them. The
+// deliveries it does not return are done, or leased by another worker.
+func ClaimDeliveries(ctx context.Context, db bun.IDB, ids []uuid.UUID, lease time.Duration, now time.Time) ([]*Delivery, error) {
+	var claimed []*Delivery
+	if len(ids) == 0 {
+		return claimed, nil
+	}
+	_, err := db.NewUpdate().Model(&claimed).ModelTableExpr("deliveries").
+		Set("state = ?", DeliverySending).
+		Set("lease_until = ?", now.Add(lease).UTC()).
+		Set("attempts = attempts + 1").
+		Set("updated_at = ?", now.UTC()).
+		Where("id IN (?)", bun.In(ids)).
+		Where("(state = ? OR (state = ? AND lease_until < ?))", DeliveryQueued, DeliverySending, now.UTC()).
+		Returning("*").
+		Exec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
+	}
+	return claimed, nil
+}
+
+// LeasedDeliveries counts the given deliveries another worker is sending now.
+func LeasedDeliveries(ctx context.Context, db bun.IDB, ids []uuid.UUID, now time.Time) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	n, err := db.NewSelect().Model((*Delivery)(nil)).
+		Where("id IN (?) AND state = ? AND lease_until >= ?", bun.In(ids), DeliverySending, now.UTC()).
+		Count(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("leased deliveries: %w", err)
+	}
+	return int(n), nil
+}
+
+// MarkDeliveriesSent records the provider's acceptance of the deliveries and
+// counts the send on their invitations.
+func MarkDeliveriesSent(ctx context.Context, db bun.IDB, ids []uuid.UUID, messageID string, now time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := db.NewUpdate().Model((*Delivery)(nil)).ModelTableExpr("deliveries").
+		Set("state = ?", DeliverySent).
+		Set("provider_message_id = ?", messageID).
+		Set("sent_at = ?", now.UTC()).
+		Set("lease_until = NULL").
+		Set("last_error = ''").
+		Set("updated_at = ?", now.UTC()).
+		Where("id IN (?) AND state = ?", bun.In(ids), DeliverySending).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("mark deliveries sent: %w", err)
+	}
+	_, err = db.NewUpdate().Model((*Invitation)(nil)).ModelTableExpr("invitations").
+		Set("send_count = send_count + 1").
+		Set("last_sent_at = ?", now.UTC()).
+		Set("delivery_status = ?", DeliverySent).
+		Set("delivery_error = ''").
+		Set("updated_at = ?", now.UTC()).
+		Where("id IN (SELECT invitation_id FROM deliveries WHERE id IN (?))", bun.In(ids)).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("count sends: %w", err)
+	}
+	return nil
+}
+
+// ReleaseDeliveries hands leased deliveries back to the queue after a
+// transient failure, keeping the reason.
+func ReleaseDeliveries(ctx context.Context, db bun.IDB, ids []uuid.UUID, reason string, now time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := db.NewUpdate().Model((*Delivery)(nil)).ModelTableExpr("deliveries").
+		Set("state = ?", DeliveryQueued).
+		Set("lease_until = NULL").
+		Set("last_error = ?", reason).
+		Set("updated_at = ?", now.UTC()).
+		Where("id IN (?) AND state = ?", bun.In(ids), DeliverySending).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("release deliveries: %w", err)
+	}
+	return nil
+}
+
+// FailDeliveries records a permanent failure of the deliveries (and on their
+// invitations, so the vendor sees why no email arrived).
+func FailDeliveries(ctx context.Context, db bun.IDB, ids []uuid.UUID, reason string, now time.Time) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := db.NewUpdate().Model((*Delivery)(nil)).ModelTableExpr("deliveries").
+		Set("state = ?", DeliveryFailed).
+		Set("lease_until = NULL").
+		Set("last_error = ?", reason).
+		Set("updated_at = ?", now.UTC()).
+		Where("id IN (?) AND state IN (?)", bun.In(ids), bun.In([]string{DeliveryQueued, DeliverySending})).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("fail deliveries: %w", err)
+	}
+	_, err = db.NewUpdate().Model((*Invitation)(nil)).ModelTableExpr("invitations").
+		Set("delivery_status = ?", DeliveryFailed).
+		Set("delivery_error = ?", reason).
+		Set("updated_at = ?", now.UTC()).
+		Where("id IN (SELECT invitation_id FROM deliveries WHERE id IN (?))", bun.In(ids)).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("fail deliveries: invitations: %w", err)
+	}
+	return nil
+}
+
+// DeliveryCounts tallies deliveries by state (for tests and metrics).
+func DeliveryCounts(ctx context.Context, db bun.IDB, tenantID uuid.UUID) (map[string]int, error) {
+	var rows []struct {
+		State string `bun:"state"`
+		N     int    `bun:"n"`
+	}
+	err := db.NewSelect().Model((*Delivery)(nil)).Column("state").ColumnExpr("COUNT(*) AS n").
+		Where("tenant_id = ?", tenantID).Group("state").Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("delivery counts: %w", err)
+	}
+	out := map[string]int{}
+	for _, r := range rows {
+		out[r.State] = r.N
+	}
+	return out, nil
+}

@@ -1,0 +1,52 @@
+package store
+
+import (
+	"database/sql"
+	"errors"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Sentinels callers branch on with errors.Is.
+var (
+	ErrNotFound        = errors.New("not found")
+	ErrEmailInUse      = errors.New("Provided email address is already in use")
+	ErrAccountInUse    = errors.New("account number already belongs to another customer")
+	ErrAlreadyInvited  = errors.New("the customer's initial contact has already been invited")
+	ErrNotInvitable    = errors.New("customer cannot be invited")
+	ErrInvalidState    = errors.New("invalid state for this operation")
+	ErrTokenGone       = errors.New("invitation link is no longer valid")
+	ErrDeliveryLeased  = errors.New("delivery is being sent by another worker")
+	ErrDuplicateImport = errors.New("import already exists")
+)
+
+// uniqueViolation reports whether err is a unique-constraint violation and, if
+// it is, names the constraint (Postgres) or the columns (SQLite), so callers
+// can map it to the right sentinel.
+func uniqueViolation(err error) (string, bool) {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		if pgErr.Code == "23505" {
+			return pgErr.ConstraintName, true
+		}
+		return "", false
+	}
+	// modernc.org/sqlite: "constraint failed: UNIQUE constraint failed: t.a, t.b (2067)"
+	msg := err.Error()
+	if i := strings.Index(msg, "UNIQUE constraint failed: "); i >= 0 {
+		rest := msg[i+len("UNIQUE constraint failed: "):]
+		if j := strings.Index(rest, " ("); j >= 0 {
+			rest = rest[:j]
+		}
+		return rest, true
+	}
+	return "", false
+}
+
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}

@@ -1,0 +1,362 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+
+	"github.com/onboard-dev/onboard/internal/secret"
+)
+
+// Invitation states.
+const (
+	InvitationSaved    = "saved"    // stored, never sent ("Save")
+	InvitationPending  = "pending"  // sent, not accepted yet
+	InvitationAccepted = "accepted" // the contact has a portal account
+	InvitationExpired  = "expired"  // the link ran out before it was accepted
+	InvitationRevoked  = "revoked"  // withdrawn by the vendor; frees the email
+)
+
+// Invitation kinds: who invited the contact.
+const (
+	KindVendor        = "vendor"         // the vendor's invite of a customer's initial contact
+	KindCustomerAdmin = "customer_admin" // a customer admin's invite of a colleague
+)
+
+// RoleAdmin is the portal role of a customer's initial contact.
+const RoleAdmin = "admin"
+
+// Invitation is a contact of a customer and the invitation that brings that
+// contact into the portal. The email is the contact's login: it is stored as
+// typed, compared normalised, and never updated.
+type Invitation struct {
+	bun.BaseModel `bun:"table:invitations,alias:i"`
+
+	ID              uuid.UUID     `bun:"id,pk,type:uuid"`
+	TenantID        uuid.UUID     `bun:"tenant_id,type:uuid"`
+	CustomerID      uuid.UUID     `bun:"customer_id,type:uuid"`
+	Kind            string        `bun:"kind"`
+	Email           string        `bun:"email"`
+	EmailNormalized string        `bun:"email_normalized"`
+	FirstName       string        `bun:"first_name"`
+	LastName        string        `bun:"last_name"`
+	Phone           string        `bun:"phone"`
+	Role            string        `bun:"role"`
+	State           string        `bun:"state"`
+	DeliveryStatus  string        `bun:"delivery_status"`
+	DeliveryError   string        `bun:"delivery_error"`
+	ExpiresAt       time.Time     `bun:"expires_at,nullzero"`
+	SendCount       int           `bun:"send_count"`
+	LastSentAt      time.Time     `bun:"last_sent_at,nullzero"`
+	AcceptedAt      time.Time     `bun:"accepted_at,nullzero"`
+	RevokedAt       time.Time     `bun:"revoked_at,nullzero"`
+	ImportID        uuid.NullUUID `bun:"import_id,type:uuid"`
+	ImportRow       int           `bun:"import_row,nullzero"`
+	CreatedAt       time.Time     `bun:"created_at"`
+	UpdatedAt       time.Time     `bun:"updated_at"`
+}
+
+// InvitationToken is one link sent to a contact. Only its hash is stored.
+type InvitationToken struct {
+	bun.BaseModel `bun:"table:invitation_tokens"`
+
+	TokenHash    []byte    `bun:"token_hash,pk"`
+	InvitationID uuid.UUID `bun:"invitation_id,type:uuid"`
+	DeliveryID   uuid.UUID `bun:"delivery_id,type:uuid"`
+	CreatedAt    time.Time `bun:"created_at"`
+	SupersededAt time.Time `bun:"superseded_at,nullzero"`
+}
+
+// User is a portal account, created when an invitation is accepted.
+type User struct {
+	bun.BaseModel `bun:"table:users"`
+
+	ID              uuid.UUID `bun:"id,pk,type:uuid"`
+	TenantID        uuid.UUID `bun:"tenant_id,type:uuid"`
+	CustomerID      uuid.UUID `bun:"customer_id,type:uuid"`
+	InvitationID    uuid.UUID `bun:"invitation_id,type:uuid"`
+	Email           string    `bun:"email"`
+	EmailNormalized string    `bun:"email_normalized"`
+	FirstName       string    `bun:"first_name"`
+	LastName        string    `bun:"last_name"`
+	Role            string    `bun:"role"`
+	CreatedAt       time.Time `bun:"created_at"`
+}
+
+// InsertInvitation stores a new invitation. A tenant's email can be held by
+// one invitation that is not revoked (ErrEmailInUse) and a customer has one
+// vendor invitation (ErrAlreadyInvited).
+func InsertInvitation(ctx context.Context, db bun.IDB, inv *Invitation) error {
+	if inv.ID == uuid.Nil {
+		inv.ID = uuid.Must(uuid.NewV7())
+	}
+	if inv.Role == "" {
+		inv.Role = RoleAdmin
+	}
+	if inv.Kind == "" {
+		inv.Kind = KindVendor
+	}
+	if _, err := db.NewInsert().Model(inv).Exec(ctx); err != nil {
+		return fmt.Errorf("insert invitation: %w", invitationConflict(err))
+	}
+	return nil
+}
+
+func invitationConflict(err error) error {
+	name, ok := uniqueViolation(err)
+	if !ok {
+		return err
+	}
+	switch {
+	case name == "invitations_email_in_use", strings.Contains(name, "email_normalized"):
+		return ErrEmailInUse
+	case name == "invitations_one_vendor_invite", strings.Contains(name, "customer_id"):
+		return ErrAlreadyInvited
+	}
+	return err
+}
+
+// EmailInUse reports whether the tenant already holds the normalised email,
+// in a live invitation or a portal account.
+func EmailInUse(ctx context.Context, db bun.IDB, tenantID uuid.UUID, emailNormalized string) (bool, error) {
+	n, err := db.NewSelect().Model((*Invitation)(nil)).
+		Where("tenant_id = ? AND email_normalized = ? AND state <> ?", tenantID, emailNormalized, InvitationRevoked).
+		Count(ctx)
+	if err != nil {
+		return false, fmt.Errorf("email in use: %w", err)
+	}
+	if n > 0 {
+		return true, nil
+	}
+	n, err = db.NewSelect().Model((*User)(nil)).
+		Where("tenant_id = ? AND email_normalized = ?", tenantID, emailNormalized).Count(ctx)
+	if err != nil {
+		return false, fmt.Errorf("email in use: %w", err)
+	}
+	return n > 0, nil
+}
+
+// GetInvitation loads one of the tenant's invitations.
+func GetInvitation(ctx context.Context, db bun.IDB, tenantID, id uuid.UUID) (*Invitation, error) {
+	inv := new(Invitation)
+	err := db.NewSelect().Model(inv).Where("tenant_id = ? AND id = ?", tenantID, id).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("invitation %s: %w", id, notFound(err))
+	}
+	return inv, nil
+}
+
+// VendorInvitation loads the invitation of a customer's initial contact that
+// is not revoked.
+func VendorInvitation(ctx context.Context, db bun.IDB, tenantID, customerID uuid.UUID) (*Invitation, error) {
+	inv := new(Invitation)
+	err := db.NewSelect().Model(inv).
+		Where("tenant_id = ? AND customer_id = ? AND kind = ? AND state <> ?", tenantID, customerID, KindVendor, InvitationRevoked).
+		Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("vendor invitation of customer %s: %w", customerID, notFound(err))
+	}
+	return inv, nil
+}
+
+// VendorInvitations loads the live vendor invitations of several customers,
+// keyed by customer id.
+func VendorInvitations(ctx context.Context, db bun.IDB, tenantID uuid.UUID, customerIDs []uuid.UUID) (map[uuid.UUID]*Invitation, error) {
+	out := make(map[uuid.UUID]*Invitation, len(customerIDs))
+	if len(customerIDs) == 0 {
+		return out, nil
+	}
+	var invs []*Invitation
+	err := db.NewSelect().Model(&invs).
+		Where("tenant_id = ? AND customer_id IN (?) AND kind = ? AND state <> ?", tenantID, bun.In(customerIDs), KindVendor, InvitationRevoked).
+		Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("vendor invitations: %w", err)
+	}
+	for _, inv := range invs {
+		out[inv.CustomerID] = inv
+	}
+	return out, nil
+}
+
+// InvitationFilter narrows ListInvitations.
+type InvitationFilter struct {
+	State  string
+	Emails []string  // normalised emails
+	After  uuid.UUID // keyset cursor
+	Limit  int
+}
+
+// ListInvitations returns one page of the tenant's invitations in id order.
+func ListInvitations(ctx context.Context, db bun.IDB, tenantID uuid.UUID, f InvitationFilter) ([]*Invitation, error) {
+	var invs []*Invitation
+	q := db.NewSelect().Model(&invs).Where("tenant_id = ?", tenantID)
+	if f.State != "" {
+		q = q.Where("state = ?", f.State)
+	}
+	if len(f.Emails) > 0 {
+		q = q.Where("email_normalized IN (?)", bun.In(f.Emails))
+	}
+	if f.After != uuid.Nil {
+		q = q.Where("id > ?", f.After)
+	}
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	if err := q.Order("id").Limit(int64(f.Limit)).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("list invitations: %w", err)
+	}
+	return invs, nil
+}
+
+// RevokeInvitation withdraws an invitation that has not been accepted; its
+// links stop working and its email is free again.
+func RevokeInvitation(ctx context.Context, db bun.IDB, tenantID, id uuid.UUID, now time.Time) (*Invitation, error) {
+	inv, err := GetInvitation(ctx, db, tenantID, id)
+	if err != nil {
+		return nil, err
+	}
+	switch inv.State {
+	case InvitationRevoked:
+		return inv, nil
+	case InvitationAccepted:
+		return nil, fmt.Errorf("revoke invitation %s: it was accepted: %w", id, ErrInvalidState)
+	}
+	_, err = db.NewUpdate().Model(inv).
+		Set("state = ?", InvitationRevoked).
+		Set("revoked_at = ?", now.UTC()).
+		Set("updated_at = ?", now.UTC()).
+		Where("tenant_id = ? AND id = ? AND state NOT IN (?)", tenantID, id, bun.In([]string{InvitationAccepted, InvitationRevoked})).
+		Returning("*").
+		Exec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("revoke invitation %s: %w", id, err)
+	}
+	// Queued emails of a revoked invitation must not go out.
+	_, err = db.NewUpdate().Model((*Delivery)(nil)).
+		Set("state = ?", DeliveryFailed).
+		Set("last_error = ?", "invitation revoked").
+		Set("updated_at = ?", now.UTC()).
+		Where("invitation_id = ? AND state = ?", id, DeliveryQueued).
+		Exec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("revoke invitation %s: cancel deliveries: %w", id, err)
+	}
+	return inv, nil
+}
+
+// Acceptance is what accepting an invitation produced.
+type Acceptance struct {
+	Invitation *Invitation
+	Customer   *Customer
+	User       *User
+}
+
+// AcceptInvitation redeems a token: the invitation becomes accepted and the
+// contact gets a portal account with the invitation's role. A token is
+// single-use; an unknown token is ErrNotFound and a used, replaced, revoked or
+// expired one is ErrTokenGone with the reason. Run it inside a transaction.
+func AcceptInvitation(ctx context.Context, db bun.IDB, tenantID uuid.UUID, token string, now time.Time) (*Acceptance, error) {
+	hash := secret.Hash(token)
+	tok := new(InvitationToken)
+	if err := db.NewSelect().Model(tok).Where("token_hash = ?", hash).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("accept invitation: %w", notFound(err))
+	}
+	inv, err := GetInvitation(ctx, db, tenantID, tok.InvitationID)
+	if err != nil {
+		// Another tenant's token: indistinguishable from an unknown one.
+		return nil, fmt.Errorf("accept invitation: %w", ErrNotFound)
+	}
+	switch {
+	case inv.State == InvitationAccepted:
+		return nil, fmt.Errorf("%w: it has already been used", ErrTokenGone)
+	case inv.State == InvitationRevoked:
+		return nil, fmt.Errorf("%w: the invitation was revoked", ErrTokenGone)
+	case !tok.SupersededAt.IsZero():
+		return nil, fmt.Errorf("%w: a newer invitation email replaced this link", ErrTokenGone)
+	case inv.State == InvitationExpired || (!inv.ExpiresAt.IsZero() && !now.Before(inv.ExpiresAt)):
+		return nil, fmt.Errorf("%w: it has expired", ErrTokenGone)
+	case inv.State != InvitationPending:
+		return nil, fmt.Errorf("%w: the invitation is %s", ErrTokenGone, inv.State)
+	}
+	// The state guard makes a concurrent second accept of the same token
+	// update nothing.
+	res, err := db.NewUpdate().Model(inv).
+		Set("state = ?", InvitationAccepted).
+		Set("accepted_at = ?", now.UTC()).
+		Set("updated_at = ?", now.UTC()).
+		Where("id = ? AND state = ?", inv.ID, InvitationPending).
+		Exec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("accept invitation: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil, fmt.Errorf("%w: it has already been used", ErrTokenGone)
+	}
+	inv.State, inv.AcceptedAt, inv.UpdatedAt = InvitationAccepted, now.UTC(), now.UTC()
+	if _, err := db.NewUpdate().Model((*InvitationToken)(nil)).
+		Set("superseded_at = ?", now.UTC()).
+		Where("invitation_id = ? AND superseded_at IS NULL", inv.ID).Exec(ctx); err != nil {
+		return nil, fmt.Errorf("accept invitation: retire tokens: %w", err)
+	}
+	user := &User{
+		ID:              uuid.Must(uuid.NewV7()),
+		TenantID:        inv.TenantID,
+		CustomerID:      inv.CustomerID,
+		InvitationID:    inv.ID,
+		Email:           inv.Email,
+		EmailNormalized: inv.EmailNormalized,
+		FirstName:       inv.FirstName,
+		LastName:        inv.LastName,
+		Role:            inv.Role,
+		CreatedAt:       now.UTC(),
+	}
+	if _, err := db.NewInsert().Model(user).Exec(ctx); err != nil {
+		if _, ok := uniqueViolation(err); ok {
+			return nil, fmt.Errorf("accept invitation: %w", ErrEmailInUse)
+		}
+		return nil, fmt.Errorf("accept invitation: create user: %w", err)
+	}
+	cust, err := GetCustomer(ctx, db, tenantID, inv.CustomerID)
+	if err != nil {
+		return nil, err
+	}
+	return &Acceptance{Invitation: inv, Customer: cust, User: user}, nil
+}
+
+// IssueTokens mints a fresh link for each delivery's invitation, retiring
+// every earlier link of those invitations. It returns the raw tokens by
+// delivery id; only their hashes are stored.
+func IssueTokens(ctx context.Context, db bun.IDB, deliveries []*Delivery, now time.Time) (map[uuid.UUID]string, error) {
+	if len(deliveries) == 0 {
+		return nil, nil
+	}
+	invIDs := make([]uuid.UUID, 0, len(deliveries))
+	rows := make([]InvitationToken, 0, len(deliveries))
+	tokens := make(map[uuid.UUID]string, len(deliveries))
+	for _, d := range deliveries {
+		if !d.InvitationID.Valid {
+			continue
+		}
+		tok, hash := secret.NewToken()
+		tokens[d.ID] = tok
+		invIDs = append(invIDs, d.InvitationID.UUID)
+		rows = append(rows, InvitationToken{TokenHash: hash, InvitationID: d.InvitationID.UUID, DeliveryID: d.ID, CreatedAt: now.UTC()})
+	}
+	if len(rows) == 0 {
+		return tokens, nil
+	}
+	if _, err := db.NewUpdate().Model((*InvitationToken)(nil)).
+		Set("superseded_at = ?", now.UTC()).
+		Where("invitation_id IN (?) AND superseded_at IS NULL", bun.In(invIDs)).Exec(ctx); err != nil {
+		return nil, fmt.Errorf("issue tokens: retire old: %w", err)
+	}
+	if _, err := db.NewInsert().Model(&rows).Exec(ctx); err != nil {
+		return nil, fmt.Errorf("issue tokens: %w", err)
+	}
+	return tokens, nil
+}

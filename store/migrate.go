@@ -1,0 +1,70 @@
+package store
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/migrate"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// columnTypes fills the type placeholders of the migration templates, so one
+// set of SQL files serves both databases.
+type columnTypes struct{ UUID, Bytes, Time, Bool string }
+
+var typesByDialect = map[Dialect]columnTypes{
+	Postgres: {UUID: "uuid", Bytes: "bytea", Time: "timestamptz", Bool: "boolean"},
+	SQLite:   {UUID: "TEXT", Bytes: "BLOB", Time: "TIMESTAMP", Bool: "BOOLEAN"},
+}
+
+// migrationLockKey is the Postgres advisory lock that serialises concurrent
+// `onboard migrate` runs (two release phases starting at once).
+const migrationLockKey = 0x6f6e626f617264 // "onboard"
+
+// Migrate applies every migration not applied yet. It is idempotent and safe
+// to run from several processes at once: on Postgres the whole run holds an
+// advisory lock, so a second process waits and then finds nothing to do.
+func Migrate(ctx context.Context, db *bun.DB) ([]string, error) {
+	d := DialectOfDB(db)
+	if d == Postgres {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("migrate: %w", err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock(?)", migrationLockKey); err != nil {
+			return nil, fmt.Errorf("migrate: take lock: %w", err)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(?)", migrationLockKey) //nolint:errcheck // the lock also ends with the session
+	}
+
+	files, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	migrations := migrate.NewMigrations()
+	if err := migrations.Discover(files); err != nil {
+		return nil, fmt.Errorf("migrate: discover: %w", err)
+	}
+	m := migrate.NewMigrator(db, migrations,
+		migrate.WithMarkAppliedOnSuccess(true),
+		migrate.WithTemplateData(typesByDialect[d]),
+	)
+	if err := m.Init(ctx); err != nil {
+		return nil, fmt.Errorf("migrate: init: %w", err)
+	}
+	group, err := m.Migrate(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	var applied []string
+	for _, mg := range group.Migrations {
+		applied = append(applied, mg.Name)
+	}
+	return applied, nil
+}
