@@ -1,0 +1,217 @@
+// Package config turns the environment into one validated Config. A bad
+// value stops start-up with one line naming the variable.
+package config
+
+import (
+	"fmt"
+	"net/mail"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/robfig/cron/v3"
+)
+
+// Config is every setting of every process.
+type Config struct {
+	DatabaseURL     string
+	RedisURL        string
+	Redis           asynq.RedisConnOpt
+	HTTPAddr        string
+	PublicURL       string
+	SendGridAPIKey  string
+	SendGridAPIURL  string
+	MailFrom        string
+	MailFromName    string
+	ERPURL          string
+	ERPToken        string
+	ERPConcurrency  int
+	MonitorUser     string
+	MonitorPassword string
+	MonitorReadonly bool
+
+	ResendSchedule      string
+	ExpirySchedule      string
+	ERPReverifySchedule string
+	OutboxSweepSchedule string
+
+	// OutboxGrace leaves fresh outbox rows to the API's own enqueue;
+	// OutboxStale is how long an enqueued task may stay unfinished before the
+	// sweep checks that Redis still holds it.
+	OutboxGrace time.Duration
+	OutboxStale time.Duration
+	// DeliveryLease is how long a worker holds a claimed email before another
+	// may take it over (longer than a send can take).
+	DeliveryLease time.Duration
+
+	WorkerConcurrency int
+	ShutdownTimeout   time.Duration
+	LogFormat         string // json or text
+	LogLevel          string
+}
+
+// Defaults of CONTRACT.md.
+const (
+	DefaultDatabaseURL = "postgres://localhost:5432/onboard?sslmode=disable"
+	DefaultRedisURL    = "redis://localhost:6379/0"
+)
+
+// Load reads the configuration from getenv (os.Getenv in main).
+func Load(getenv func(string) string) (*Config, error) {
+	e := env{getenv: getenv}
+	c := &Config{
+		DatabaseURL:         e.str("DATABASE_URL", DefaultDatabaseURL),
+		RedisURL:            e.str("REDIS_URL", DefaultRedisURL),
+		HTTPAddr:            e.str("HTTP_ADDR", ":8080"),
+		PublicURL:           strings.TrimRight(e.str("PUBLIC_URL", "http://localhost:8080"), "/"),
+		SendGridAPIKey:      e.str("SENDGRID_API_KEY", ""),
+		SendGridAPIURL:      strings.TrimRight(e.str("SENDGRID_API_URL", "https://api.sendgrid.com"), "/"),
+		MailFrom:            e.str("MAIL_FROM", ""),
+		MailFromName:        e.str("MAIL_FROM_NAME", ""),
+		ERPURL:              strings.TrimRight(e.str("ERP_URL", ""), "/"),
+		ERPToken:            e.str("ERP_TOKEN", ""),
+		ERPConcurrency:      e.int("ERP_CONCURRENCY", 8, 1, 1000),
+		MonitorUser:         e.str("MONITOR_USER", ""),
+		MonitorPassword:     e.str("MONITOR_PASSWORD", ""),
+		MonitorReadonly:     e.bool("MONITOR_READONLY", false),
+		ResendSchedule:      e.cron("RESEND_SCHEDULE", "0 2 * * *"),
+		ExpirySchedule:      e.cron("EXPIRY_SCHEDULE", "30 1 * * *"),
+		ERPReverifySchedule: e.cron("ERP_REVERIFY_SCHEDULE", "0 3 * * *"),
+		OutboxSweepSchedule: e.cron("OUTBOX_SWEEP_SCHEDULE", "@every 30s"),
+		OutboxGrace:         e.duration("OUTBOX_GRACE", 30*time.Second),
+		OutboxStale:         e.duration("OUTBOX_STALE", 15*time.Minute),
+		DeliveryLease:       e.duration("DELIVERY_LEASE", 3*time.Minute),
+		WorkerConcurrency:   e.int("WORKER_CONCURRENCY", 20, 1, 1000),
+		ShutdownTimeout:     e.duration("SHUTDOWN_TIMEOUT", 30*time.Second),
+		LogFormat:           e.oneOf("LOG_FORMAT", "json", "json", "text"),
+		LogLevel:            e.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+	}
+	if !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") && !strings.HasPrefix(c.DatabaseURL, "sqlite:") {
+		e.fail("DATABASE_URL", "must start with postgres:// or sqlite:")
+	}
+	if opt, err := asynq.ParseRedisURI(c.RedisURL); err != nil {
+		e.fail("REDIS_URL", err.Error())
+	} else {
+		c.Redis = opt
+	}
+	e.httpURL("PUBLIC_URL", c.PublicURL, true)
+	e.httpURL("SENDGRID_API_URL", c.SendGridAPIURL, true)
+	e.httpURL("ERP_URL", c.ERPURL, false)
+	if c.MailFrom != "" {
+		if a, err := mail.ParseAddress(c.MailFrom); err != nil || a.Name != "" {
+			e.fail("MAIL_FROM", "must be a plain email address")
+		}
+	}
+	if strings.ContainsAny(c.MailFromName, "\r\n") {
+		e.fail("MAIL_FROM_NAME", "must not contain line breaks")
+	}
+	if (c.MonitorUser == "") != (c.MonitorPassword == "") {
+		e.fail("MONITOR_USER", "MONITOR_USER and MONITOR_PASSWORD are set together")
+	}
+	if e.err != nil {
+		return nil, e.err
+	}
+	return c, nil
+}
+
+// RequireMail checks what a process that sends email needs.
+func (c *Config) RequireMail() error {
+	switch {
+	case c.SendGridAPIKey == "":
+		return fmt.Errorf("config: SENDGRID_API_KEY is required to send email (or run `onboard dev`, which uses a mail sink)")
+	case c.MailFrom == "":
+		return fmt.Errorf("config: MAIL_FROM is required to send email")
+	}
+	return nil
+}
+
+type env struct {
+	getenv func(string) string
+	err    error
+}
+
+func (e *env) fail(name, msg string) {
+	if e.err == nil {
+		e.err = fmt.Errorf("config: %s %s", name, msg)
+	}
+}
+
+func (e *env) str(name, def string) string {
+	if v := strings.TrimSpace(e.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (e *env) int(name string, def, min, max int) int {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min || n > max {
+		e.fail(name, fmt.Sprintf("must be a whole number from %d to %d (got %q)", min, max, v))
+		return def
+	}
+	return n
+}
+
+func (e *env) bool(name string, def bool) bool {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		e.fail(name, fmt.Sprintf("must be true or false (got %q)", v))
+		return def
+	}
+	return b
+}
+
+func (e *env) duration(name string, def time.Duration) time.Duration {
+	v := e.str(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		e.fail(name, fmt.Sprintf("must be a duration such as 30s (got %q)", v))
+		return def
+	}
+	return d
+}
+
+func (e *env) oneOf(name, def string, allowed ...string) string {
+	v := strings.ToLower(e.str(name, def))
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	e.fail(name, fmt.Sprintf("must be one of %s (got %q)", strings.Join(allowed, ", "), v))
+	return def
+}
+
+func (e *env) cron(name, def string) string {
+	v := e.str(name, def)
+	if _, err := cron.ParseStandard(v); err != nil {
+		e.fail(name, fmt.Sprintf("is not a cron spec (%v)", err))
+	}
+	return v
+}
+
+func (e *env) httpURL(name, v string, required bool) {
+	if v == "" {
+		if required {
+			e.fail(name, "is required")
+		}
+		return
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		e.fail(name, fmt.Sprintf("must be an http(s) URL (got %q)", v))
+	}
+}
