@@ -101,11 +101,11 @@ func (d *Dispatcher) enqueue(ctx context.Context, taskType, taskID string, paylo
 
 // SweepResult counts what one sweep did.
 type SweepResult struct {
-	Enqueued   int // recorded, never enqueued, now enqueued
-	Recovered  int // enqueued once, lost by Redis, enqueued again
-	Abandoned  int // archived by asynq after its last retry: marked completed
-	Unreached  int // still not enqueued (Redis down)
-	Purged     int64
+	Enqueued  int // recorded, never enqueued, now enqueued
+	Recovered int // enqueued once, lost by Redis, enqueued again
+	Abandoned int // archived by asynq after its last retry: marked completed
+	Unreached int // still not enqueued (Redis down)
+	Purged    int64
 }
 
 // SweepOptions tune a sweep.
