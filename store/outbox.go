@@ -65,12 +65,12 @@ func MarkCompleted(ctx context.Context, db bun.IDB, taskID string, now time.Time
 	return nil
 }
 
-// OutboxNotEnqueued returns up to limit tasks recorded before `before` and
+// OutboxNotEnqueued returns up to limit tasks recorded at or before `before` and
 // never enqueued, oldest first.
 func OutboxNotEnqueued(ctx context.Context, db bun.IDB, before time.Time, limit int) ([]*OutboxTask, error) {
 	var tasks []*OutboxTask
 	err := db.NewSelect().Model(&tasks).
-		Where("enqueued_at IS NULL AND created_at < ?", before.UTC()).
+		Where("enqueued_at IS NULL AND created_at <= ?", before.UTC()).
 		Order("created_at", "task_id").Limit(int64(limit)).Scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("outbox not enqueued: %w", err)
@@ -83,7 +83,7 @@ func OutboxNotEnqueued(ctx context.Context, db bun.IDB, before time.Time, limit 
 func OutboxUnfinished(ctx context.Context, db bun.IDB, before time.Time, afterTaskID string, limit int) ([]*OutboxTask, error) {
 	var tasks []*OutboxTask
 	err := db.NewSelect().Model(&tasks).
-		Where("completed_at IS NULL AND enqueued_at IS NOT NULL AND enqueued_at < ? AND task_id > ?", before.UTC(), afterTaskID).
+		Where("completed_at IS NULL AND enqueued_at IS NOT NULL AND enqueued_at <= ? AND task_id > ?", before.UTC(), afterTaskID).
 		Order("task_id").Limit(int64(limit)).Scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("outbox unfinished: %w", err)
