@@ -1,0 +1,124 @@
+// Package mail owns sending email: the Message onboard builds, the SendGrid
+// adapter that delivers it, and the Sink that keeps it instead (the embedded
+// mode and tests). sendgridfake is a local SendGrid for tests.
+package mail
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Address is a mailbox with an optional display name.
+type Address struct {
+	Email string
+	Name  string
+}
+
+// Attachment is a file sent with the email.
+type Attachment struct {
+	Filename    string
+	ContentType string
+	Content     []byte
+}
+
+// Personalization is one recipient of a message. Substitutions replace keys
+// (such as "-accept_url-") in the subject, text and HTML for this recipient
+// only; values are inserted verbatim, so HTML-only keys carry escaped values.
+// CustomArgs come back on SendGrid's events and map them to our records.
+type Personalization struct {
+	To            Address
+	Substitutions map[string]string
+	CustomArgs    map[string]string
+}
+
+// Message is one email to one or more recipients (one request to SendGrid).
+type Message struct {
+	From             Address
+	ReplyTo          *Address
+	Subject          string
+	Text             string
+	HTML             string
+	Personalizations []Personalization
+	Attachments      []Attachment
+	Categories       []string
+}
+
+// MaxPersonalizations is SendGrid's limit of recipients per request.
+const MaxPersonalizations = 1000
+
+// Result is what the provider said when it accepted a message.
+type Result struct {
+	MessageID string
+}
+
+// SendError is a failed send. Temporary ones (429, 5xx, network) are worth
+// retrying, after RetryAfter when the provider said so; the others are
+// permanent and Reason says why.
+type SendError struct {
+	StatusCode int
+	Reason     string
+	Temporary  bool
+	RetryAfter time.Duration
+}
+
+func (e *SendError) Error() string {
+	kind := "permanent"
+	if e.Temporary {
+		kind = "temporary"
+	}
+	if e.StatusCode == 0 {
+		return fmt.Sprintf("send email (%s): %s", kind, e.Reason)
+	}
+	return fmt.Sprintf("send email (%s, HTTP %d): %s", kind, e.StatusCode, e.Reason)
+}
+
+// IsTemporary reports whether err is a send failure worth retrying.
+func IsTemporary(err error) bool {
+	var se *SendError
+	return errors.As(err, &se) && se.Temporary
+}
+
+// RetryAfter is how long the provider asked us to wait, if it did.
+func RetryAfter(err error) (time.Duration, bool) {
+	var se *SendError
+	if errors.As(err, &se) && se.RetryAfter > 0 {
+		return se.RetryAfter, true
+	}
+	return 0, false
+}
+
+// Validate checks a message before it goes out; a failure is permanent.
+func (m *Message) Validate() error {
+	fail := func(why string) error { return &SendError{Reason: "invalid message: " + why} }
+	switch {
+	case m.From.Email == "":
+		return fail("no sender")
+	case len(m.Personalizations) == 0:
+		return fail("no recipients")
+	case len(m.Personalizations) > MaxPersonalizations:
+		return fail(fmt.Sprintf("%d recipients, at most %d", len(m.Personalizations), MaxPersonalizations))
+	case m.Subject == "":
+		return fail("no subject")
+	case m.Text == "" && m.HTML == "":
+		return fail("no content")
+	}
+	for _, p := range m.Personalizations {
+		if p.To.Email == "" {
+			return fail("a recipient has no address")
+		}
+	}
+	return nil
+}
+
+// headerSafe folds line breaks and control characters into spaces: nothing
+// we put in a header can start another one.
+func headerSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '\u2028' || r == '\u2029' {
+			return ' '
+		}
+		return r
+	}, s)
+}

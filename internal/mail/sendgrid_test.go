@@ -1,0 +1,135 @@
+package mail_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/onboard-dev/onboard/internal/mail"
+	"github.com/onboard-dev/onboard/internal/mail/sendgridfake"
+)
+
+func message(to ...string) mail.Message {
+	m := mail.Message{
+		From:    mail.Address{Email: "invites@vendor.example.com", Name: "Vendor"},
+		Subject: "Hello -name-",
+		Text:    "Hi -name-, -link-",
+		HTML:    "<p>Hi -name-, <a href=\"-link-\">accept</a></p>",
+	}
+	for _, t := range to {
+		m.Personalizations = append(m.Personalizations, mail.Personalization{
+			To:            mail.Address{Email: t},
+			Substitutions: map[string]string{"-name-": t, "-link-": "https://x.example/" + t},
+			CustomArgs:    map[string]string{"invitation_id": "inv-" + t, "tenant_id": "t1"},
+		})
+	}
+	return m
+}
+
+func TestSendGridSendsAndSubstitutes(t *testing.T) {
+	t.Parallel()
+	fake := sendgridfake.New(t)
+	sg := mail.NewSendGrid(fake.APIKey, fake.URL, nil)
+	m := message("a@example.com", "b@example.com")
+	m.Attachments = []mail.Attachment{{Filename: "ok.csv", ContentType: "text/csv", Content: []byte("a,b\n")}}
+	res, err := sg.Send(context.Background(), m)
+	if err != nil || res.MessageID == "" {
+		t.Fatalf("send: %v %v", res, err)
+	}
+	got := fake.Messages()
+	if len(got) != 2 || fake.Requests() != 1 {
+		t.Fatalf("%d emails in %d requests", len(got), fake.Requests())
+	}
+	if got[1].To != "b@example.com" || got[1].Subject != "Hello b@example.com" || !strings.Contains(got[1].Text, "https://x.example/b@example.com") ||
+		got[1].CustomArgs["invitation_id"] != "inv-b@example.com" || string(got[1].Attachments[0].Content) != "a,b\n" || got[1].MessageID != res.MessageID {
+		t.Fatalf("second email: %+v", got[1])
+	}
+}
+
+func TestSendGridClassifiesAnswers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		status    int
+		temporary bool
+		retry     bool
+	}{
+		{429, true, true},
+		{500, true, false},
+		{503, true, false},
+		{400, false, false},
+		{401, false, false},
+		{413, false, false},
+	} {
+		fake := sendgridfake.New(t)
+		fake.FailNext(tc.status, 1)
+		_, err := mail.NewSendGrid(fake.APIKey, fake.URL, nil).Send(context.Background(), message("a@example.com"))
+		if err == nil || mail.IsTemporary(err) != tc.temporary {
+			t.Errorf("%d: %v, want temporary=%v", tc.status, err, tc.temporary)
+		}
+		if _, ok := mail.RetryAfter(err); ok != tc.retry {
+			t.Errorf("%d: retry-after given %v, want %v", tc.status, ok, tc.retry)
+		}
+	}
+}
+
+func TestSendGridBadKeyIsPermanentWithReason(t *testing.T) {
+	t.Parallel()
+	fake := sendgridfake.New(t)
+	_, err := mail.NewSendGrid("SG.wrong", fake.URL, nil).Send(context.Background(), message("a@example.com"))
+	if err == nil || mail.IsTemporary(err) || !strings.Contains(err.Error(), "authorization") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestSendGridNetworkFailuresAreTemporary(t *testing.T) {
+	t.Parallel()
+	fake := sendgridfake.New(t)
+	fake.SetLatency(2 * time.Second)
+	sg := mail.NewSendGrid(fake.APIKey, fake.URL, &http.Client{Timeout: 100 * time.Millisecond})
+	if _, err := sg.Send(context.Background(), message("a@example.com")); !mail.IsTemporary(err) {
+		t.Fatalf("timeout: %v, want temporary", err)
+	}
+	closed := sendgridfake.NewServer()
+	closed.Close()
+	if _, err := mail.NewSendGrid("k", closed.URL, nil).Send(context.Background(), message("a@example.com")); !mail.IsTemporary(err) {
+		t.Fatalf("closed server: %v, want temporary", err)
+	}
+	if len(fake.Messages()) != 0 {
+		t.Fatal("an email whose request timed out was recorded as accepted")
+	}
+}
+
+func TestHeadersCannotBeInjected(t *testing.T) {
+	t.Parallel()
+	fake := sendgridfake.New(t)
+	m := message("a@example.com")
+	m.Subject = "Hi\r\nBcc: evil@example.com"
+	m.From.Name = "Vendor\nX-Evil: 1"
+	m.Personalizations[0].To.Name = "Jane\r\nBcc: x@example.com"
+	if _, err := mail.NewSendGrid(fake.APIKey, fake.URL, nil).Send(context.Background(), m); err != nil {
+		t.Fatalf("send: %v (the fake refuses line breaks in headers)", err)
+	}
+	if s := fake.Messages()[0].Subject; strings.ContainsAny(s, "\r\n") {
+		t.Fatalf("subject %q", s)
+	}
+}
+
+func TestInvalidMessagesArePermanent(t *testing.T) {
+	t.Parallel()
+	sg := mail.NewSendGrid("k", "http://127.0.0.1:1", nil)
+	tooMany := make([]string, 1001)
+	for i := range tooMany {
+		tooMany[i] = "a@example.com"
+	}
+	for name, m := range map[string]mail.Message{
+		"no recipients": message(),
+		"too many":      message(tooMany...),
+		"no subject":    func() mail.Message { m := message("a@example.com"); m.Subject = ""; return m }(),
+	} {
+		if _, err := sg.Send(context.Background(), m); err == nil || mail.IsTemporary(err) {
+			t.Errorf("%s: %v, want a permanent error", name, err)
+		}
+	}
+}

@@ -1,0 +1,428 @@
+// Package sendgridfake is a local SendGrid v3 mail send endpoint for tests.
+// It serves real HTTP on 127.0.0.1 (so a child process can use it), checks
+// what SendGrid checks and answers as SendGrid does (202 with X-Message-Id,
+// or 400/401/413 with SendGrid's error body), applies substitutions, and
+// keeps one Received per recipient. Failures and latency can be injected.
+package sendgridfake
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/mail"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// MaxBody is SendGrid's limit on the size of a mail send request.
+const MaxBody = 30 << 20
+
+// Received is one email as its recipient would see it.
+type Received struct {
+	To          string
+	ToName      string
+	From        string
+	Subject     string
+	Text        string
+	HTML        string
+	CustomArgs  map[string]string
+	Categories  []string
+	Attachments []Attachment
+	MessageID   string
+	Request     int // 1-based index of the request that carried it
+}
+
+// Attachment is a decoded attachment.
+type Attachment struct {
+	Filename, Type string
+	Content        []byte
+}
+
+// Server is the fake.
+type Server struct {
+	URL    string
+	APIKey string
+
+	srv      *httptest.Server
+	mu       sync.Mutex
+	messages []Received
+	requests int
+	failures []int // statuses to answer next, in order
+	latency  time.Duration
+	inFlight atomic.Int32
+}
+
+// New starts a fake for the test and stops it when the test ends.
+func New(t testing.TB) *Server {
+	s := NewServer()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// NewServer starts a fake; Close stops it.
+func NewServer() *Server {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	s := &Server{APIKey: "SG.fake-" + hex.EncodeToString(b[:])}
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
+	s.URL = s.srv.URL
+	return s
+}
+
+// Close stops the server.
+func (s *Server) Close() { s.srv.Close() }
+
+// FailNext answers the next n requests with status (429 comes with
+// X-RateLimit-Reset one second ahead).
+func (s *Server) FailNext(status, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.failures = append(s.failures, status)
+	}
+}
+
+// SetLatency delays every answer, as the real API's round trip does. A
+// client that gives up during the delay has not had its email accepted.
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	s.latency = d
+	s.mu.Unlock()
+}
+
+// Messages returns every accepted email, one per recipient.
+func (s *Server) Messages() []Received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Received(nil), s.messages...)
+}
+
+// Requests counts the requests that reached the fake, accepted or not.
+func (s *Server) Requests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
+}
+
+// InFlight counts requests being answered now.
+func (s *Server) InFlight() int { return int(s.inFlight.Load()) }
+
+// WaitForMessages polls until at least n emails were accepted or ctx ends.
+func (s *Server) WaitForMessages(ctx context.Context, n int) ([]Received, error) {
+	for {
+		if m := s.Messages(); len(m) >= n {
+			return m, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("sendgridfake: %d emails accepted, waited for %d: %w", len(s.Messages()), n, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// FieldError is one violation, shaped as SendGrid reports it.
+type FieldError struct {
+	Message string  `json:"message"`
+	Field   *string `json:"field"`
+	Help    *string `json:"help"`
+}
+
+func field(name, msg string) FieldError { return FieldError{Message: msg, Field: &name} }
+
+func writeErrors(w http.ResponseWriter, status int, errs ...FieldError) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"errors": errs})
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	s.mu.Lock()
+	s.requests++
+	reqNo := s.requests
+	latency := s.latency
+	var fail int
+	if len(s.failures) > 0 {
+		fail, s.failures = s.failures[0], s.failures[1:]
+	}
+	s.mu.Unlock()
+
+	if latency > 0 {
+		select {
+		case <-time.After(latency):
+		case <-r.Context().Done():
+			return // the client went away before SendGrid answered: not accepted
+		}
+	}
+	switch {
+	case r.Method != http.MethodPost || r.URL.Path != "/v3/mail/send":
+		writeErrors(w, http.StatusNotFound, FieldError{Message: "not found"})
+		return
+	case r.Header.Get("Authorization") != "Bearer "+s.APIKey:
+		writeErrors(w, http.StatusUnauthorized, FieldError{Message: "The provided authorization grant is invalid, expired, or revoked"})
+		return
+	case !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json"):
+		writeErrors(w, http.StatusUnsupportedMediaType, FieldError{Message: "Content-Type should be application/json."})
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody+1))
+	if err != nil || len(body) > MaxBody {
+		writeErrors(w, http.StatusRequestEntityTooLarge, FieldError{Message: "The JSON payload you have included in your request is too large."})
+		return
+	}
+	if fail != 0 {
+		if fail == http.StatusTooManyRequests {
+			w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10))
+		}
+		writeErrors(w, fail, FieldError{Message: fmt.Sprintf("injected failure %d", fail)})
+		return
+	}
+	req, errs := parse(body)
+	if len(errs) > 0 {
+		writeErrors(w, http.StatusBadRequest, errs...)
+		return
+	}
+	msgID := messageID()
+	received := req.expand(msgID, reqNo)
+	w.Header().Set("X-Message-Id", msgID)
+	w.WriteHeader(http.StatusAccepted)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	s.mu.Lock()
+	s.messages = append(s.messages, received...)
+	s.mu.Unlock()
+}
+
+func messageID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])[:22]
+}
+
+type email struct {
+	Email string `json:"email"`
+	Name  string `json:"name,omitempty"`
+}
+
+type personalization struct {
+	To            []email           `json:"to"`
+	Cc            []email           `json:"cc,omitempty"`
+	Bcc           []email           `json:"bcc,omitempty"`
+	Subject       string            `json:"subject,omitempty"`
+	Substitutions map[string]string `json:"substitutions,omitempty"`
+	CustomArgs    map[string]any    `json:"custom_args,omitempty"`
+	Headers       map[string]string `json:"headers,omitempty"`
+	SendAt        int64             `json:"send_at,omitempty"`
+	DynamicData   map[string]any    `json:"dynamic_template_data,omitempty"`
+}
+
+type request struct {
+	Personalizations []personalization `json:"personalizations"`
+	From             *email            `json:"from"`
+	ReplyTo          *email            `json:"reply_to,omitempty"`
+	Subject          string            `json:"subject,omitempty"`
+	Content          []struct {
+		Type  string `json:"type"`
+		Value string `json:"value"`
+	} `json:"content,omitempty"`
+	Attachments []struct {
+		Content     string `json:"content"`
+		Type        string `json:"type,omitempty"`
+		Filename    string `json:"filename"`
+		Disposition string `json:"disposition,omitempty"`
+		ContentID   string `json:"content_id,omitempty"`
+	} `json:"attachments,omitempty"`
+	TemplateID       string            `json:"template_id,omitempty"`
+	Categories       []string          `json:"categories,omitempty"`
+	Headers          map[string]string `json:"headers,omitempty"`
+	CustomArgs       any               `json:"custom_args,omitempty"`
+	SendAt           int64             `json:"send_at,omitempty"`
+	BatchID          string            `json:"batch_id,omitempty"`
+	ASM              any               `json:"asm,omitempty"`
+	IPPool           string            `json:"ip_pool_name,omitempty"`
+	MailSettings     any               `json:"mail_settings,omitempty"`
+	TrackingSettings any               `json:"tracking_settings,omitempty"`
+}
+
+// Validate checks a request body as SendGrid does and returns the
+// violations (none for a request SendGrid accepts).
+func Validate(body []byte) []FieldError {
+	_, errs := parse(body)
+	return errs
+}
+
+func validEmail(s string) bool {
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Address == s && a.Name == ""
+}
+
+func parse(body []byte) (*request, []FieldError) {
+	var req request
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, []FieldError{{Message: "Bad Request: " + err.Error()}}
+	}
+	var errs []FieldError
+	add := func(f, msg string) { errs = append(errs, field(f, msg)) }
+	if req.From == nil || req.From.Email == "" {
+		add("from.email", "The from object must be provided for every email send. It is an object that requires the email parameter, but may also contain a name parameter.")
+	} else if !validEmail(req.From.Email) {
+		add("from.email", "The from email does not contain a valid address.")
+	}
+	if req.ReplyTo != nil && !validEmail(req.ReplyTo.Email) {
+		add("reply_to.email", "The reply_to email does not contain a valid address.")
+	}
+	if req.From != nil && strings.ContainsAny(req.From.Name, "\r\n") {
+		add("from.name", "The from name cannot contain line breaks.")
+	}
+	n := len(req.Personalizations)
+	switch {
+	case n == 0:
+		add("personalizations", "The personalizations field is required and must have at least one personalization.")
+	case n > 1000:
+		add("personalizations", "The personalizations field is limited to 1000 personalizations per request.")
+	}
+	total := 0
+	for i, p := range req.Personalizations {
+		prefix := fmt.Sprintf("personalizations.%d", i)
+		if len(p.To) == 0 {
+			add(prefix+".to", "The to array is required for all personalization objects, and must have at least one email object with a valid email address.")
+		}
+		seen := map[string]bool{}
+		for _, list := range [][]email{p.To, p.Cc, p.Bcc} {
+			for _, e := range list {
+				total++
+				switch {
+				case !validEmail(e.Email):
+					add(prefix+".to", "Does not contain a valid address.")
+				case seen[strings.ToLower(e.Email)]:
+					add(prefix, "Each email address in the personalization block should be unique between to, cc, and bcc.")
+				}
+				seen[strings.ToLower(e.Email)] = true
+				if strings.ContainsAny(e.Name, "\r\n") {
+					add(prefix+".to.name", "The name cannot contain line breaks.")
+				}
+			}
+		}
+		if req.Subject == "" && p.Subject == "" && req.TemplateID == "" {
+			add("subject", "The subject is required. You can get around this requirement if you use a template with a subject defined or if every personalization has a subject defined.")
+		}
+		if strings.ContainsAny(p.Subject, "\r\n") {
+			add(prefix+".subject", "The subject cannot contain line breaks.")
+		}
+		size := 0
+		for k, v := range p.Substitutions {
+			size += len(k) + len(v)
+		}
+		if size > 10000 {
+			add(prefix+".substitutions", "The total size of your substitutions for a personalization must be less than 10000 bytes.")
+		}
+		size = 0
+		for k, v := range p.CustomArgs {
+			s, ok := v.(string)
+			if !ok {
+				add(prefix+".custom_args", "Custom args values must be strings.")
+			}
+			size += len(k) + len(s)
+		}
+		if size > 10000 {
+			add(prefix+".custom_args", "The total size of your custom args for a personalization must be less than 10000 bytes.")
+		}
+	}
+	if total > 1000 {
+		add("personalizations", "The total number of recipients must be no more than 1000.")
+	}
+	if strings.ContainsAny(req.Subject, "\r\n") {
+		add("subject", "The subject cannot contain line breaks.")
+	}
+	if req.TemplateID == "" {
+		if len(req.Content) == 0 {
+			add("content", "Unless a valid template_id is provided, the content parameter is required. There must be at least one defined content block.")
+		}
+		for i, c := range req.Content {
+			if c.Type == "" || c.Value == "" {
+				add(fmt.Sprintf("content.%d", i), "The content value must be a string at least one character in length.")
+			}
+			if c.Type == "text/plain" && i != 0 {
+				add("content", "If present, text/plain content must be first, followed by any other content.")
+			}
+		}
+	}
+	for i, a := range req.Attachments {
+		if a.Filename == "" {
+			add(fmt.Sprintf("attachments.%d.filename", i), "The attachment filename parameter is required.")
+		}
+		if _, err := base64.StdEncoding.DecodeString(a.Content); err != nil || a.Content == "" {
+			add(fmt.Sprintf("attachments.%d.content", i), "The attachment content must be base64 encoded.")
+		}
+	}
+	for k := range req.Headers {
+		switch strings.ToLower(k) {
+		case "x-sg-id", "x-sg-eid", "received", "dkim-signature", "content-type", "content-transfer-encoding", "to", "from", "subject", "reply-to", "cc", "bcc":
+			add("headers", fmt.Sprintf("The header %q is reserved.", k))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return &req, nil
+}
+
+// expand applies each personalization's substitutions and returns one
+// Received per recipient.
+func (req *request) expand(msgID string, reqNo int) []Received {
+	var text, html string
+	for _, c := range req.Content {
+		switch c.Type {
+		case "text/plain":
+			text = c.Value
+		case "text/html":
+			html = c.Value
+		}
+	}
+	var atts []Attachment
+	for _, a := range req.Attachments {
+		b, _ := base64.StdEncoding.DecodeString(a.Content)
+		atts = append(atts, Attachment{Filename: a.Filename, Type: a.Type, Content: b})
+	}
+	var out []Received
+	for _, p := range req.Personalizations {
+		subject := req.Subject
+		if p.Subject != "" {
+			subject = p.Subject
+		}
+		sub := func(s string) string {
+			for k, v := range p.Substitutions {
+				s = strings.ReplaceAll(s, k, v)
+			}
+			return s
+		}
+		args := map[string]string{}
+		for k, v := range p.CustomArgs {
+			args[k], _ = v.(string)
+		}
+		for _, to := range p.To {
+			out = append(out, Received{
+				To: to.Email, ToName: to.Name, From: req.From.Email,
+				Subject: sub(subject), Text: sub(text), HTML: sub(html),
+				CustomArgs: args, Categories: req.Categories, Attachments: atts,
+				MessageID: msgID, Request: reqNo,
+			})
+		}
+	}
+	return out
+}
