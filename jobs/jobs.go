@@ -196,3 +196,19 @@ func NewScheduled(taskType string, slot time.Time) Job {
 	s := slot.UTC().Format(time.RFC3339)
 	return newJob(taskType, taskType+":"+strings.ReplaceAll(s, ":", ""), Scheduled{Slot: s})
 }
+
+// InviteResend resends pending invitations. With a TenantID and AllPending it
+// is a vendor's "resend to every pending invitation" (no interval or count
+// policy); without, it is the nightly run over every tenant under each
+// tenant's policy.
+type InviteResend struct {
+	TenantID   string `json:"tenant_id,omitempty"`
+	AllPending bool   `json:"all_pending,omitempty"`
+	Slot       string `json:"slot,omitempty"`
+}
+
+// NewResendAllPending is one vendor request to resend every pending
+// invitation; requestID keeps two requests apart.
+func NewResendAllPending(tenantID, requestID string) Job {
+	return newJob(TypeInviteResend, TypeInviteResend+":"+tenantID+":"+requestID, InviteResend{TenantID: tenantID, AllPending: true})
+}

@@ -195,9 +195,14 @@ func (e *env) oneOf(name, def string, allowed ...string) string {
 	return def
 }
 
+// CronParser reads the schedule specs: standard five-field specs, an
+// optional leading seconds field, CRON_TZ= prefixes and descriptors such as
+// @daily or @every 30s.
+var CronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
 func (e *env) cron(name, def string) string {
 	v := e.str(name, def)
-	if _, err := cron.ParseStandard(v); err != nil {
+	if _, err := CronParser.Parse(v); err != nil {
 		e.fail(name, fmt.Sprintf("is not a cron spec (%v)", err))
 	}
 	return v

@@ -1,0 +1,275 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
+
+	"github.com/onboard-dev/onboard/internal/mail"
+	"github.com/onboard-dev/onboard/jobs"
+	"github.com/onboard-dev/onboard/store"
+	"github.com/onboard-dev/onboard/templates"
+)
+
+// handleInviteSend sends the invitation emails of a batch of deliveries.
+//
+// Each delivery is claimed before it is sent, so a retried or re-enqueued
+// task never sends a delivery that is sent or being sent. One window remains:
+// the provider accepted the email and the worker died before recording it;
+// after the lease the delivery is sent again (with a new link, which retires
+// the first). See README "Delivery guarantees".
+func (d *Deps) handleInviteSend(ctx context.Context, t *asynq.Task) error {
+	var p jobs.InviteSend
+	if err := jobs.Decode(t, &p); err != nil {
+		return err
+	}
+	tenantID, err := uuid.Parse(p.TenantID)
+	if err != nil {
+		return fmt.Errorf("invite:send: tenant id: %v: %w", err, asynq.SkipRetry)
+	}
+	ids := make([]uuid.UUID, 0, len(p.DeliveryIDs))
+	for _, s := range p.DeliveryIDs {
+		id, err := uuid.Parse(s)
+		if err != nil {
+			return fmt.Errorf("invite:send: delivery id: %v: %w", err, asynq.SkipRetry)
+		}
+		ids = append(ids, id)
+	}
+	now := d.now()
+	lease := d.SendLease
+	if lease <= 0 {
+		lease = 3 * time.Minute
+	}
+	claimed, err := store.ClaimDeliveries(ctx, d.DB, ids, lease, now)
+	if err != nil {
+		return err
+	}
+	if len(claimed) == 0 {
+		leased, err := store.LeasedDeliveries(ctx, d.DB, ids, now)
+		if err != nil {
+			return err
+		}
+		if leased > 0 {
+			// Another worker holds them; if it died, its lease runs out and
+			// a retry of this task takes over.
+			return fmt.Errorf("invite:send: %d deliveries: %w", leased, store.ErrDeliveryLeased)
+		}
+		d.completed(ctx)
+		return nil
+	}
+	tenant, err := store.TenantByID(ctx, d.DB, tenantID)
+	if err != nil {
+		return d.giveUp(ctx, claimed, fmt.Sprintf("tenant: %v", err), err)
+	}
+	batch, skipped, err := d.prepareInvitations(ctx, tenant, claimed, now)
+	if err != nil {
+		return d.retryLater(ctx, claimed, err)
+	}
+	for reason, ids := range skipped {
+		if err := store.FailDeliveries(ctx, d.DB, ids, reason, now); err != nil {
+			return err
+		}
+	}
+	if len(batch) > 0 {
+		email, err := templates.RenderInvitation(templates.Invitation{TenantName: tenant.Name})
+		if err != nil {
+			return d.giveUp(ctx, claimed, err.Error(), err)
+		}
+		if err := d.sendBatch(ctx, email, batch); err != nil {
+			return err
+		}
+	}
+	d.completed(ctx)
+	return nil
+}
+
+// recipient is one claimed delivery ready to go out.
+type recipient struct {
+	delivery *store.Delivery
+	perso    mail.Personalization
+}
+
+// prepareInvitations loads what the emails need, mints a fresh link for each
+// sendable delivery and extends its invitation's expiry. Deliveries that must
+// not go out (revoked, accepted, customer blacklisted) come back as skipped,
+// grouped by reason.
+func (d *Deps) prepareInvitations(ctx context.Context, tenant *store.Tenant, claimed []*store.Delivery, now time.Time) ([]recipient, map[string][]uuid.UUID, error) {
+	invIDs := make([]uuid.UUID, 0, len(claimed))
+	for _, dl := range claimed {
+		if dl.InvitationID.Valid {
+			invIDs = append(invIDs, dl.InvitationID.UUID)
+		}
+	}
+	var invs []*store.Invitation
+	if err := d.DB.NewSelect().Model(&invs).Where("tenant_id = ? AND id IN (?)", tenant.ID, bun.In(invIDs)).Scan(ctx); err != nil {
+		return nil, nil, fmt.Errorf("load invitations: %w", err)
+	}
+	invByID := make(map[uuid.UUID]*store.Invitation, len(invs))
+	custIDs := make([]uuid.UUID, 0, len(invs))
+	for _, inv := range invs {
+		invByID[inv.ID] = inv
+		custIDs = append(custIDs, inv.CustomerID)
+	}
+	var custs []*store.Customer
+	if err := d.DB.NewSelect().Model(&custs).Where("c.tenant_id = ? AND c.id IN (?)", tenant.ID, bun.In(custIDs)).Scan(ctx); err != nil {
+		return nil, nil, fmt.Errorf("load customers: %w", err)
+	}
+	custByID := make(map[uuid.UUID]*store.Customer, len(custs))
+	for _, c := range custs {
+		custByID[c.ID] = c
+	}
+
+	skipped := map[string][]uuid.UUID{}
+	var sendable []*store.Delivery
+	for _, dl := range claimed {
+		inv := invByID[dl.InvitationID.UUID]
+		var cust *store.Customer
+		if inv != nil {
+			cust = custByID[inv.CustomerID]
+		}
+		switch {
+		case inv == nil || cust == nil:
+			skipped["invitation not found"] = append(skipped["invitation not found"], dl.ID)
+		case inv.State != store.InvitationPending:
+			r := "invitation is " + inv.State
+			skipped[r] = append(skipped[r], dl.ID)
+		case !cust.Invitable():
+			r := "customer is " + cust.Status
+			skipped[r] = append(skipped[r], dl.ID)
+		default:
+			sendable = append(sendable, dl)
+		}
+	}
+	if len(sendable) == 0 {
+		return nil, skipped, nil
+	}
+
+	expires := now.Add(tenant.InviteTTL()).UTC()
+	var tokens map[uuid.UUID]string
+	err := d.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var err error
+		if tokens, err = store.IssueTokens(ctx, tx, sendable, now); err != nil {
+			return err
+		}
+		ids := make([]uuid.UUID, len(sendable))
+		for i, dl := range sendable {
+			ids[i] = dl.InvitationID.UUID
+		}
+		_, err = tx.NewUpdate().Model((*store.Invitation)(nil)).ModelTableExpr("invitations").
+			Set("expires_at = ?", expires).Set("updated_at = ?", now.UTC()).
+			Where("id IN (?)", bun.In(ids)).Exec(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("issue links: %w", err)
+	}
+
+	batch := make([]recipient, 0, len(sendable))
+	for _, dl := range sendable {
+		inv := invByID[dl.InvitationID.UUID]
+		cust := custByID[inv.CustomerID]
+		name := inv.FirstName
+		if inv.LastName != "" {
+			name = (name + " " + inv.LastName)
+		}
+		batch = append(batch, recipient{
+			delivery: dl,
+			perso: mail.Personalization{
+				To: mail.Address{Email: inv.Email, Name: templates.HeaderSafe(name)},
+				Substitutions: templates.InvitationSubstitutions(templates.Recipient{
+					ContactName: name,
+					CompanyName: cust.CompanyName,
+					AcceptURL:   d.PublicURL + "/invitations/accept?token=" + url.QueryEscape(tokens[dl.ID]),
+					ExpiresAt:   expires,
+				}),
+				CustomArgs: map[string]string{
+					"invitation_id": inv.ID.String(),
+					"tenant_id":     inv.TenantID.String(),
+					"delivery_id":   dl.ID.String(),
+				},
+			},
+		})
+	}
+	return batch, skipped, nil
+}
+
+// sendBatch sends the batch as one request. A permanent refusal of a batch
+// is usually one bad recipient, so the batch is split in halves until the
+// refusal is pinned on single deliveries and the rest go out.
+func (d *Deps) sendBatch(ctx context.Context, email templates.Email, batch []recipient) error {
+	msg := mail.Message{
+		From:             d.From,
+		Subject:          email.Subject,
+		Text:             email.Text,
+		HTML:             email.HTML,
+		Categories:       []string{"invitation"},
+		Personalizations: make([]mail.Personalization, len(batch)),
+	}
+	ids := make([]uuid.UUID, len(batch))
+	for i, r := range batch {
+		msg.Personalizations[i] = r.perso
+		ids[i] = r.delivery.ID
+	}
+	res, err := d.Mailer.Send(ctx, msg)
+	now := d.now()
+	switch {
+	case err == nil:
+		// Record with a context that outlives the task's: the email is out.
+		return store.MarkDeliveriesSent(context.WithoutCancel(ctx), d.DB, ids, res.MessageID, now)
+	case mail.IsTemporary(err):
+		if lastAttempt(ctx) {
+			return d.giveUp(ctx, deliveriesOf(batch), "gave up after retries: "+err.Error(), err)
+		}
+		return d.retryLater(ctx, deliveriesOf(batch), err)
+	case len(batch) > 1:
+		half := len(batch) / 2
+		errA := d.sendBatch(ctx, email, batch[:half])
+		errB := d.sendBatch(ctx, email, batch[half:])
+		return errors.Join(errA, errB)
+	default:
+		if ferr := store.FailDeliveries(context.WithoutCancel(ctx), d.DB, ids, err.Error(), now); ferr != nil {
+			return ferr
+		}
+		d.Log.WarnContext(ctx, "invitation email refused", "delivery_id", ids[0], "err", err)
+		return nil
+	}
+}
+
+func deliveriesOf(batch []recipient) []*store.Delivery {
+	out := make([]*store.Delivery, len(batch))
+	for i, r := range batch {
+		out[i] = r.delivery
+	}
+	return out
+}
+
+func idsOf(ds []*store.Delivery) []uuid.UUID {
+	ids := make([]uuid.UUID, len(ds))
+	for i, dl := range ds {
+		ids[i] = dl.ID
+	}
+	return ids
+}
+
+// retryLater hands the deliveries back to the queue and lets asynq back off.
+func (d *Deps) retryLater(ctx context.Context, ds []*store.Delivery, cause error) error {
+	if err := store.ReleaseDeliveries(context.WithoutCancel(ctx), d.DB, idsOf(ds), cause.Error(), d.now()); err != nil {
+		return errors.Join(cause, err)
+	}
+	return cause
+}
+
+// giveUp records a permanent failure and stops the retries.
+func (d *Deps) giveUp(ctx context.Context, ds []*store.Delivery, reason string, cause error) error {
+	if err := store.FailDeliveries(context.WithoutCancel(ctx), d.DB, idsOf(ds), reason, d.now()); err != nil {
+		return errors.Join(cause, err)
+	}
+	d.completed(ctx)
+	return fmt.Errorf("%v: %w", cause, asynq.SkipRetry)
+}

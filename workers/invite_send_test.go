@@ -1,0 +1,244 @@
+package workers_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
+
+	"github.com/onboard-dev/onboard/internal/mail"
+	"github.com/onboard-dev/onboard/internal/mail/sendgridfake"
+	"github.com/onboard-dev/onboard/jobs"
+	"github.com/onboard-dev/onboard/store"
+	"github.com/onboard-dev/onboard/store/storetest"
+	"github.com/onboard-dev/onboard/workers"
+)
+
+var t0 = time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+
+type fixture struct {
+	db     *bun.DB
+	deps   *workers.Deps
+	fake   *sendgridfake.Server
+	tenant *store.Tenant
+}
+
+func newFixture(t *testing.T, db *bun.DB) *fixture {
+	t.Helper()
+	fake := sendgridfake.New(t)
+	ten, _, err := store.CreateTenant(context.Background(), db, "Parts <Co>", "", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{
+		db:   db,
+		fake: fake,
+		deps: &workers.Deps{
+			DB:        db,
+			Mailer:    mail.NewSendGrid(fake.APIKey, fake.URL, &http.Client{Timeout: 10 * time.Second}),
+			Log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Now:       func() time.Time { return t0 },
+			PublicURL: "https://portal.example.com",
+			From:      mail.Address{Email: "invites@vendor.example.com", Name: "Vendor"},
+		},
+		tenant: ten,
+	}
+}
+
+// pendingDelivery stores an active customer with a pending invitation and a
+// queued delivery, as the API does for Save and Invite.
+func (f *fixture) pendingDelivery(t *testing.T, account, email, status string) *store.Delivery {
+	t.Helper()
+	ctx := context.Background()
+	c := &store.Customer{TenantID: f.tenant.ID, CompanyName: "Acme " + account, Status: status, AccountNumbers: []string{account}, CreatedAt: t0, UpdatedAt: t0}
+	if err := store.InsertCustomer(ctx, f.db, c); err != nil {
+		t.Fatal(err)
+	}
+	inv := &store.Invitation{TenantID: f.tenant.ID, CustomerID: c.ID, Email: email, EmailNormalized: strings.ToLower(email), FirstName: "Jane", State: store.InvitationPending, CreatedAt: t0, UpdatedAt: t0}
+	if err := store.InsertInvitation(ctx, f.db, inv); err != nil {
+		t.Fatal(err)
+	}
+	d := store.NewInvitationDelivery(inv, t0)
+	if err := store.InsertDeliveries(ctx, f.db, []*store.Delivery{d}); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func (f *fixture) process(t *testing.T, ds ...*store.Delivery) error {
+	t.Helper()
+	ids := make([]string, len(ds))
+	for i, d := range ds {
+		ids[i] = d.ID.String()
+	}
+	job := jobs.NewInviteSend(f.tenant.ID.String(), ids)
+	task, err := jobs.Build(job.Type, job.ID, job.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := asynq.NewServeMux()
+	workers.Register(mux, f.deps)
+	return mux.ProcessTask(context.Background(), task)
+}
+
+func (f *fixture) state(t *testing.T, id uuid.UUID) *store.Delivery {
+	t.Helper()
+	d, err := store.GetDelivery(context.Background(), f.db, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestInviteSendSendsOnceAndRecords(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *bun.DB) {
+		f := newFixture(t, db)
+		d := f.pendingDelivery(t, "100", "Jane.Doe@Example.com", store.CustomerActive)
+		if err := f.process(t, d); err != nil {
+			t.Fatal(err)
+		}
+		got := f.state(t, d.ID)
+		if got.State != store.DeliverySent || got.ProviderMessageID == "" {
+			t.Fatalf("delivery %+v", got)
+		}
+		msgs := f.fake.Messages()
+		if len(msgs) != 1 {
+			t.Fatalf("%d emails", len(msgs))
+		}
+		m := msgs[0]
+		if m.To != "Jane.Doe@Example.com" || m.CustomArgs["invitation_id"] != d.InvitationID.UUID.String() || m.CustomArgs["tenant_id"] != f.tenant.ID.String() {
+			t.Fatalf("email %+v", m)
+		}
+		if !strings.Contains(m.Text, "https://portal.example.com/invitations/accept?token=") || !strings.Contains(m.HTML, "Parts &lt;Co&gt;") {
+			t.Fatalf("email body:\n%s\n%s", m.Text, m.HTML)
+		}
+		// A retry or a duplicate enqueue sends nothing more.
+		if err := f.process(t, d); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(f.fake.Messages()); n != 1 {
+			t.Fatalf("%d emails after a second run, want 1", n)
+		}
+		inv, _ := store.GetInvitation(context.Background(), db, f.tenant.ID, d.InvitationID.UUID)
+		if inv.SendCount != 1 || !inv.ExpiresAt.Equal(t0.Add(f.tenant.InviteTTL())) {
+			t.Fatalf("invitation %+v", inv)
+		}
+	})
+}
+
+func TestInviteSendBatchesRecipients(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	var ds []*store.Delivery
+	for i := range 25 {
+		ds = append(ds, f.pendingDelivery(t, "A"+string(rune('a'+i)), "c"+string(rune('a'+i))+"@example.com", store.CustomerActive))
+	}
+	if err := f.process(t, ds...); err != nil {
+		t.Fatal(err)
+	}
+	if f.fake.Requests() != 1 || len(f.fake.Messages()) != 25 {
+		t.Fatalf("%d requests for %d emails, want 1 for 25", f.fake.Requests(), len(f.fake.Messages()))
+	}
+	links := map[string]bool{}
+	for _, m := range f.fake.Messages() {
+		i := strings.Index(m.Text, "token=")
+		links[m.Text[i:i+40]] = true
+	}
+	if len(links) != 25 {
+		t.Fatalf("%d distinct links for 25 recipients", len(links))
+	}
+}
+
+func TestInviteSendProviderAnswers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		status    int
+		wantState string
+		wantRetry bool
+	}{
+		{"server error retries", 500, store.DeliveryQueued, true},
+		{"rate limited retries", 429, store.DeliveryQueued, true},
+		{"bad request fails for good", 400, store.DeliveryFailed, false},
+		{"bad key fails for good", 401, store.DeliveryFailed, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, storetest.NewPostgres(t))
+			d := f.pendingDelivery(t, "100", "jane@example.com", store.CustomerActive)
+			f.fake.FailNext(tc.status, 1)
+			err := f.process(t, d)
+			if tc.wantRetry != (err != nil && !errors.Is(err, asynq.SkipRetry)) {
+				t.Fatalf("error %v: want retry %v", err, tc.wantRetry)
+			}
+			got := f.state(t, d.ID)
+			if got.State != tc.wantState || got.LastError == "" {
+				t.Fatalf("delivery %+v, want %s with a reason", got, tc.wantState)
+			}
+			if tc.wantRetry {
+				if err := f.process(t, d); err != nil {
+					t.Fatal(err)
+				}
+				if n := len(f.fake.Messages()); n != 1 || f.state(t, d.ID).State != store.DeliverySent {
+					t.Fatalf("after retry: %d emails, state %s", n, f.state(t, d.ID).State)
+				}
+			}
+		})
+	}
+}
+
+func TestInviteSendSkipsWhatMustNotGoOut(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	black := f.pendingDelivery(t, "1", "black@example.com", store.CustomerBlacklisted)
+	revoked := f.pendingDelivery(t, "2", "revoked@example.com", store.CustomerActive)
+	ok := f.pendingDelivery(t, "3", "ok@example.com", store.CustomerActive)
+	if _, err := f.db.NewUpdate().Model((*store.Invitation)(nil)).Set("state = ?", store.InvitationRevoked).
+		Where("id = ?", revoked.InvitationID.UUID).Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.process(t, black, revoked, ok); err != nil {
+		t.Fatal(err)
+	}
+	if s := f.state(t, black.ID); s.State != store.DeliveryFailed || !strings.Contains(s.LastError, "blacklisted") {
+		t.Errorf("blacklisted: %+v", s)
+	}
+	if s := f.state(t, revoked.ID); s.State != store.DeliveryFailed || !strings.Contains(s.LastError, "revoked") {
+		t.Errorf("revoked: %+v", s)
+	}
+	if msgs := f.fake.Messages(); len(msgs) != 1 || msgs[0].To != "ok@example.com" {
+		t.Fatalf("emails %+v", msgs)
+	}
+}
+
+func TestInviteSendLeaseHeldByAnotherWorker(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	d := f.pendingDelivery(t, "1", "jane@example.com", store.CustomerActive)
+	if _, err := store.ClaimDeliveries(context.Background(), f.db, []uuid.UUID{d.ID}, time.Minute, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.process(t, d); !errors.Is(err, store.ErrDeliveryLeased) {
+		t.Fatalf("got %v, want ErrDeliveryLeased (retry later)", err)
+	}
+	if len(f.fake.Messages()) != 0 {
+		t.Fatal("a leased delivery was sent")
+	}
+	// The holder died: after the lease, the task takes over.
+	f.deps.Now = func() time.Time { return t0.Add(4 * time.Minute) }
+	if err := f.process(t, d); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.fake.Messages()) != 1 {
+		t.Fatal("not sent after the lease ran out")
+	}
+}

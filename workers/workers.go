@@ -1,0 +1,125 @@
+// Package workers owns the asynq handlers: one per task type, each with its
+// dependencies passed in. A handler reloads everything from the database
+// (payloads carry ids), so a retry or a duplicate enqueue finds the work done
+// and does nothing twice.
+package workers
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
+
+	"github.com/onboard-dev/onboard/internal/mail"
+	"github.com/onboard-dev/onboard/internal/outbox"
+	"github.com/onboard-dev/onboard/jobs"
+	"github.com/onboard-dev/onboard/store"
+)
+
+// Mailer sends one email, possibly to many recipients at once.
+type Mailer interface {
+	Send(ctx context.Context, m mail.Message) (mail.Result, error)
+}
+
+// Deps are what the handlers need.
+type Deps struct {
+	DB         *bun.DB
+	Mailer     Mailer
+	Dispatcher *outbox.Dispatcher
+	Log        *slog.Logger
+	Now        func() time.Time
+	PublicURL  string       // base of the links in emails
+	From       mail.Address // sender of every email
+	// SendLease is how long a claimed delivery belongs to the worker that
+	// claimed it: longer than a send can take, so a live worker is never
+	// overtaken, short enough that a dead worker's emails go out soon after.
+	SendLease time.Duration
+}
+
+func (d *Deps) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+// Register installs every handler on mux.
+func Register(mux *asynq.ServeMux, d *Deps) {
+	mux.Use(logTasks(d.Log))
+	mux.HandleFunc(jobs.TypeInviteSend, d.handleInviteSend)
+	mux.HandleFunc(jobs.TypeInviteResend, d.handleInviteResend)
+	mux.HandleFunc(jobs.TypeInviteExpire, d.handleInviteExpire)
+}
+
+// RetryDelay backs off exponentially from one second to ten minutes, with
+// jitter so that a fleet of workers does not retry in step, and honours a
+// provider's own retry-after (SendGrid's X-RateLimit-Reset) when it is longer.
+func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	d := time.Second << min(n, 10)
+	if d > 10*time.Minute {
+		d = 10 * time.Minute
+	}
+	d += time.Duration(rand.Int64N(int64(d/2) + 1))
+	if after, ok := mail.RetryAfter(err); ok && after > d {
+		d = after
+	}
+	return d
+}
+
+// completed records in the outbox that the task's work is finished, so the
+// sweep stops watching it.
+func (d *Deps) completed(ctx context.Context) {
+	id, ok := asynq.GetTaskID(ctx)
+	if !ok {
+		return
+	}
+	if err := store.MarkCompleted(context.WithoutCancel(ctx), d.DB, id, d.now()); err != nil {
+		// The sweep will find the task completed in Redis and mark it then.
+		d.Log.WarnContext(ctx, "mark task completed", "task_id", id, "err", err)
+	}
+}
+
+// lastAttempt reports whether a failure now archives the task.
+func lastAttempt(ctx context.Context) bool {
+	n, ok1 := asynq.GetRetryCount(ctx)
+	max, ok2 := asynq.GetMaxRetry(ctx)
+	return ok1 && ok2 && n >= max
+}
+
+func logTasks(log *slog.Logger) asynq.MiddlewareFunc {
+	return func(next asynq.Handler) asynq.Handler {
+		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+			start := time.Now()
+			err := next.ProcessTask(ctx, t)
+			id, _ := asynq.GetTaskID(ctx)
+			retry, _ := asynq.GetRetryCount(ctx)
+			attrs := []any{"task_type", t.Type(), "task_id", id, "retry", retry, "duration_ms", time.Since(start).Milliseconds()}
+			if tenant := tenantOf(t); tenant != "" {
+				attrs = append(attrs, "tenant_id", tenant)
+			}
+			switch {
+			case err == nil:
+				log.InfoContext(ctx, "task done", append(attrs, "outcome", "ok")...)
+			case errors.Is(err, asynq.SkipRetry):
+				log.WarnContext(ctx, "task failed for good", append(attrs, "outcome", "failed", "err", err)...)
+			default:
+				log.WarnContext(ctx, "task will retry", append(attrs, "outcome", "retry", "err", err)...)
+			}
+			return err
+		})
+	}
+}
+
+func tenantOf(t *asynq.Task) string {
+	var p struct {
+		TenantID string `json:"tenant_id"`
+	}
+	if jobs.Decode(t, &p) != nil {
+		return ""
+	}
+	return p.TenantID
+}
