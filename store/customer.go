@@ -224,3 +224,19 @@ func RecordERPResult(ctx context.Context, db bun.IDB, tenantID, customerID uuid.
 	}
 	return nil
 }
+
+// CustomersByID loads several of the tenant's customers with their account
+// numbers.
+func CustomersByID(ctx context.Context, db bun.IDB, tenantID uuid.UUID, ids []uuid.UUID) ([]*Customer, error) {
+	var cs []*Customer
+	if len(ids) == 0 {
+		return cs, nil
+	}
+	if err := db.NewSelect().Model(&cs).Where("c.tenant_id = ? AND c.id IN (?)", tenantID, bun.In(ids)).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("customers by id: %w", err)
+	}
+	if err := loadAccountNumbers(ctx, db, tenantID, cs); err != nil {
+		return nil, err
+	}
+	return cs, nil
+}

@@ -218,3 +218,27 @@ func DeliveryCounts(ctx context.Context, db bun.IDB, tenantID uuid.UUID) (map[st
 	}
 	return out, nil
 }
+
+// InvitationsWithEmailInFlight tells which of the invitations have an email
+// queued or being sent.
+func InvitationsWithEmailInFlight(ctx context.Context, db bun.IDB, invs []*Invitation) (map[uuid.UUID]bool, error) {
+	out := map[uuid.UUID]bool{}
+	if len(invs) == 0 {
+		return out, nil
+	}
+	ids := make([]uuid.UUID, len(invs))
+	for i, inv := range invs {
+		ids[i] = inv.ID
+	}
+	var busy []uuid.UUID
+	err := db.NewSelect().Model((*Delivery)(nil)).Column("invitation_id").
+		Where("invitation_id IN (?) AND state IN (?)", bun.In(ids), bun.In([]string{DeliveryQueued, DeliverySending})).
+		Scan(ctx, &busy)
+	if err != nil {
+		return nil, fmt.Errorf("emails in flight: %w", err)
+	}
+	for _, id := range busy {
+		out[id] = true
+	}
+	return out, nil
+}

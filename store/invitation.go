@@ -186,6 +186,7 @@ func VendorInvitations(ctx context.Context, db bun.IDB, tenantID uuid.UUID, cust
 // InvitationFilter narrows ListInvitations.
 type InvitationFilter struct {
 	State  string
+	Live   bool      // leave out revoked invitations
 	Emails []string  // normalised emails
 	After  uuid.UUID // keyset cursor
 	Limit  int
@@ -197,6 +198,9 @@ func ListInvitations(ctx context.Context, db bun.IDB, tenantID uuid.UUID, f Invi
 	q := db.NewSelect().Model(&invs).Where("tenant_id = ?", tenantID)
 	if f.State != "" {
 		q = q.Where("state = ?", f.State)
+	}
+	if f.Live {
+		q = q.Where("state <> ?", InvitationRevoked)
 	}
 	if len(f.Emails) > 0 {
 		q = q.Where("email_normalized IN (?)", bun.In(f.Emails))

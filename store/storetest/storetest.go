@@ -103,6 +103,9 @@ func Open(t testing.TB, dsn string) *bun.DB {
 	if err != nil {
 		t.Fatalf("storetest: %v", err)
 	}
+	// Many tests run at once against one server: keep each one's share of
+	// Postgres' connections small.
+	db.SetMaxOpenConns(4)
 	t.Cleanup(func() { db.Close() })
 	return db
 }

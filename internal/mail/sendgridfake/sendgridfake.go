@@ -159,13 +159,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 
-	if latency > 0 {
-		select {
-		case <-time.After(latency):
-		case <-r.Context().Done():
-			return // the client went away before SendGrid answered: not accepted
-		}
-	}
 	switch {
 	case r.Method != http.MethodPost || r.URL.Path != "/v3/mail/send":
 		writeErrors(w, http.StatusNotFound, FieldError{Message: "not found"})
@@ -181,6 +174,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil || len(body) > MaxBody {
 		writeErrors(w, http.StatusRequestEntityTooLarge, FieldError{Message: "The JSON payload you have included in your request is too large."})
 		return
+	}
+	// The body is read, so the server now notices a client that hangs up:
+	// a request whose client went away before the answer is not accepted.
+	if latency > 0 {
+		select {
+		case <-time.After(latency):
+		case <-r.Context().Done():
+			return
+		}
 	}
 	if fail != 0 {
 		if fail == http.StatusTooManyRequests {

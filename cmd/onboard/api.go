@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/onboard-dev/onboard/internal/api"
+	"github.com/onboard-dev/onboard/internal/monitor"
+	"github.com/onboard-dev/onboard/internal/outbox"
+	"github.com/onboard-dev/onboard/store"
+)
+
+func runAPI(ctx context.Context, env *environment, args []string) error {
+	fs := newFlags(env, "api", "Serves the HTTP API on HTTP_ADDR, with the asynqmon dashboard at /monitor.\nOn SIGTERM it stops accepting connections and drains the open requests.")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(env)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	client := asynq.NewClient(cfg.Redis)
+	defer client.Close()
+	inspector := asynq.NewInspector(cfg.Redis)
+	defer inspector.Close()
+
+	mon, closeMon := monitor.New(monitor.Options{Redis: cfg.Redis, User: cfg.MonitorUser, Password: cfg.MonitorPassword, ReadOnly: cfg.MonitorReadonly})
+	defer closeMon()
+
+	srv := &api.Server{
+		Monitor:    mon,
+		DB:         db,
+		Dispatcher: &outbox.Dispatcher{DB: db, Client: client, Inspector: inspector, Log: env.log},
+		Log:        env.log,
+		Now:        time.Now,
+		Ready:      func(ctx context.Context) error { return client.Ping() },
+	}
+	return serveHTTP(ctx, env, cfg.HTTPAddr, srv.Handler(), cfg.ShutdownTimeout)
+}
+
+// serveHTTP serves until ctx ends, then drains open requests.
+func serveHTTP(ctx context.Context, env *environment, addr string, h http.Handler, drain time.Duration) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       5 * time.Minute, // uploads
+		WriteTimeout:      5 * time.Minute, // CSV downloads
+		IdleTimeout:       2 * time.Minute,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	env.log.Info("api listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	env.log.Info("api draining", "timeout", drain)
+	sctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

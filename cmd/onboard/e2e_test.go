@@ -1,0 +1,384 @@
+package main_test
+
+// End-to-end tests: the real binary as child processes (api, worker,
+// scheduler) against the real Postgres, a redis-server of the test's own and
+// the SendGrid fake.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/onboard-dev/onboard/internal/mail/sendgridfake"
+	"github.com/onboard-dev/onboard/internal/testenv"
+	"github.com/onboard-dev/onboard/store"
+	"github.com/onboard-dev/onboard/store/storetest"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "onboard-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "onboard")
+	build := exec.Command("go", "build", "-race", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build onboard:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// system is one test's set of services and processes.
+type system struct {
+	t        *testing.T
+	env      []string
+	apiURL   string
+	dsn      string
+	db       *bun.DB
+	redis    *testenv.Redis
+	sendgrid *sendgridfake.Server
+	procs    map[string]*exec.Cmd
+	logs     map[string]*syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newSystem(t *testing.T, extraEnv ...string) *system {
+	t.Helper()
+	s := &system{
+		t:        t,
+		dsn:      storetest.NewPostgresDSN(t),
+		redis:    testenv.StartRedis(t),
+		sendgrid: sendgridfake.New(t),
+		procs:    map[string]*exec.Cmd{},
+		logs:     map[string]*syncBuffer{},
+	}
+	s.db = storetest.Open(t, s.dsn)
+	addr := testenv.FreeAddr(t)
+	s.apiURL = "http://" + addr
+	s.env = append([]string{
+		"PATH=" + os.Getenv("PATH"),
+		"DATABASE_URL=" + s.dsn,
+		"REDIS_URL=" + s.redis.URL(),
+		"HTTP_ADDR=" + addr,
+		"PUBLIC_URL=https://portal.example.com",
+		"SENDGRID_API_KEY=" + s.sendgrid.APIKey,
+		"SENDGRID_API_URL=" + s.sendgrid.URL,
+		"MAIL_FROM=invites@vendor.example.com",
+		"LOG_FORMAT=text",
+		"LOG_LEVEL=debug",
+		"SHUTDOWN_TIMEOUT=5s",
+	}, extraEnv...)
+	t.Cleanup(func() {
+		for name := range s.procs {
+			s.stop(name)
+		}
+		if t.Failed() {
+			for name, l := range s.logs {
+				t.Logf("--- %s log:\n%s", name, l.String())
+			}
+		}
+	})
+	return s
+}
+
+// start runs `onboard <sub>` in the background.
+func (s *system) start(name string, args ...string) {
+	s.t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = s.env
+	if s.logs[name] == nil {
+		s.logs[name] = &syncBuffer{}
+	}
+	cmd.Stdout, cmd.Stderr = s.logs[name], s.logs[name]
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.procs[name] = cmd
+	if args[0] == "api" {
+		testenv.Eventually(s.t, 30*time.Second, "the api to answer /healthz", func() bool {
+			resp, err := http.Get(s.apiURL + "/healthz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200
+		})
+	}
+}
+
+func (s *system) stop(name string) {
+	cmd := s.procs[name]
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	delete(s.procs, name)
+}
+
+func (s *system) kill(name string) {
+	cmd := s.procs[name]
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	delete(s.procs, name)
+}
+
+// run runs `onboard <args>` to completion and returns its stdout.
+func (s *system) run(args ...string) string {
+	s.t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = s.env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		s.t.Fatalf("onboard %v: %v\n%s", args, err, errb.String())
+	}
+	return out.String()
+}
+
+func (s *system) newTenant(name string) string {
+	s.t.Helper()
+	out := s.run("tenant", "create", "--name", name, "--admin-email", "ops@"+strings.ReplaceAll(strings.ToLower(name), " ", "-")+".example.com")
+	m := regexp.MustCompile(`api_key=(\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		s.t.Fatalf("tenant create printed no key: %q", out)
+	}
+	return m[1]
+}
+
+func (s *system) do(key, method, path string, body any) (int, map[string]any) {
+	s.t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, s.apiURL+path, r)
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func (s *system) inviteCustomer(key, account, email string) string {
+	s.t.Helper()
+	code, body := s.do(key, "POST", "/v1/customers", map[string]any{
+		"company_name": "Company " + account, "account_number": account, "email": email,
+		"first_name": "Pat", "last_name": "Lee", "invite": true,
+	})
+	if code != 201 {
+		s.t.Fatalf("create customer: %d %v", code, body)
+	}
+	return body["invitation"].(map[string]any)["id"].(string)
+}
+
+var tokenRE = regexp.MustCompile(`https://portal\.example\.com/invitations/accept\?token=([A-Za-z0-9_%-]+)`)
+
+func tokenOf(t *testing.T, m sendgridfake.Received) string {
+	t.Helper()
+	for _, body := range []string{m.Text, m.HTML} {
+		if sm := tokenRE.FindStringSubmatch(body); sm != nil {
+			tok, _ := url.QueryUnescape(sm[1])
+			return tok
+		}
+	}
+	t.Fatalf("email to %s has no accept link", m.To)
+	return ""
+}
+
+func (s *system) deliveryStates(t *testing.T) map[string]int {
+	var rows []struct {
+		State string `bun:"state"`
+		N     int    `bun:"n"`
+	}
+	if err := s.db.NewSelect().Model((*store.Delivery)(nil)).Column("state").ColumnExpr("COUNT(*) AS n").Group("state").Scan(context.Background(), &rows); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, r := range rows {
+		out[r.State] = r.N
+	}
+	return out
+}
+
+func TestInviteEmailAcceptEndToEnd(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t)
+	s.run("migrate")
+	key := s.newTenant("Parts Co")
+	s.start("api", "api")
+	s.start("worker", "worker")
+
+	invID := s.inviteCustomer(key, "145722", "pat.lee@customer.example.com")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	msgs, err := s.sendgrid.WaitForMessages(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := msgs[0]
+	if m.To != "pat.lee@customer.example.com" || m.CustomArgs["invitation_id"] != invID || m.CustomArgs["tenant_id"] == "" {
+		t.Fatalf("email: to %q custom_args %v", m.To, m.CustomArgs)
+	}
+	code, body := s.do(key, "POST", "/v1/invitations/accept", map[string]any{"token": tokenOf(t, m)})
+	if code != 200 {
+		t.Fatalf("accept: %d %v", code, body)
+	}
+	if role := body["user"].(map[string]any)["role"]; role != "admin" {
+		t.Fatalf("role %v", role)
+	}
+	if code, _ := s.do(key, "POST", "/v1/invitations/accept", map[string]any{"token": tokenOf(t, m)}); code != 410 {
+		t.Fatalf("second accept: %d, want 410", code)
+	}
+}
+
+func TestSendGrid500IsRetriedAndSendsOnce(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t)
+	s.run("migrate")
+	key := s.newTenant("Retry Co")
+	s.sendgrid.FailNext(500, 1)
+	s.start("api", "api")
+	s.start("worker", "worker")
+	s.inviteCustomer(key, "1", "one@customer.example.com")
+	testenv.Eventually(t, 90*time.Second, "the delivery to be sent", func() bool { return s.deliveryStates(t)["sent"] == 1 })
+	if n := len(s.sendgrid.Messages()); n != 1 {
+		t.Fatalf("%d emails accepted, want exactly 1", n)
+	}
+	if s.sendgrid.Requests() != 2 {
+		t.Fatalf("%d requests, want the failed one and the retry", s.sendgrid.Requests())
+	}
+}
+
+func TestWorkerKilledMidSendThenRestarted(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, "DELIVERY_LEASE=5s")
+	s.run("migrate")
+	key := s.newTenant("Crash Co")
+	s.start("api", "api")
+	// Every send takes long enough for the kill to land in the middle of it.
+	s.sendgrid.SetLatency(3 * time.Second)
+	const n = 4
+	for i := range n {
+		s.inviteCustomer(key, fmt.Sprint(1000+i), fmt.Sprintf("crash%d@customer.example.com", i))
+	}
+	s.start("worker", "worker")
+	testenv.Eventually(t, 30*time.Second, "sends in flight", func() bool { return s.sendgrid.InFlight() > 0 })
+	s.kill("worker")
+	s.sendgrid.SetLatency(0)
+	s.start("worker", "worker")
+	// asynq recovers the killed worker's tasks once their lease expires.
+	testenv.Eventually(t, 4*time.Minute, "every delivery to be sent", func() bool { return s.deliveryStates(t)["sent"] == n })
+	seen := map[string]int{}
+	for _, m := range s.sendgrid.Messages() {
+		seen[m.To]++
+	}
+	if len(seen) != n {
+		t.Fatalf("emails reached %d recipients, want %d: %v", len(seen), n, seen)
+	}
+	for to, c := range seen {
+		if c != 1 {
+			t.Errorf("%s got %d emails, want 1", to, c)
+		}
+	}
+}
+
+func TestRedisDownWhileAPIAcceptsThenUp(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, "OUTBOX_SWEEP_SCHEDULE=@every 1s", "OUTBOX_GRACE=0s")
+	s.run("migrate")
+	key := s.newTenant("Outage Co")
+	s.start("api", "api")
+	s.redis.Stop()
+	s.inviteCustomer(key, "77", "outage@customer.example.com") // 201 although Redis is down
+	s.redis.Start()
+	s.start("worker", "worker")
+	s.start("scheduler", "scheduler")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if _, err := s.sendgrid.WaitForMessages(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "the delivery to be recorded sent", func() bool { return s.deliveryStates(t)["sent"] == 1 })
+}
+
+func TestCommandsHelpAndErrors(t *testing.T) {
+	t.Parallel()
+	for _, sub := range [][]string{{"api"}, {"worker"}, {"scheduler"}, {"migrate"}, {"tenant", "create"}} {
+		cmd := exec.Command(binary, append(sub, "--help")...)
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "Usage: onboard") {
+			t.Errorf("onboard %v --help: %v\n%s", sub, err, out)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{"nope"}, nil, "unknown subcommand"},
+		{[]string{"tenant", "create"}, nil, "--name is required"},
+		{[]string{"migrate"}, []string{"DATABASE_URL=mysql://x"}, "DATABASE_URL"},
+		{[]string{"worker"}, []string{"SENDGRID_API_KEY="}, "SENDGRID_API_KEY"},
+	} {
+		cmd := exec.Command(binary, tc.args...)
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, tc.env...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		line := strings.TrimSpace(stderr.String())
+		if err == nil || !strings.Contains(line, tc.want) || strings.Count(line, "\n") != 0 {
+			t.Errorf("onboard %v: err %v, stderr %q: want one line containing %q", tc.args, err, line, tc.want)
+		}
+	}
+}

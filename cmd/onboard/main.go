@@ -1,0 +1,136 @@
+// Command onboard runs every process of the onboard service: one binary, a
+// subcommand per process. main only wires; the logic lives in the packages.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/onboard-dev/onboard/internal/config"
+)
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, env *environment, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"api", "serve the HTTP API and the asynqmon dashboard at /monitor", runAPI},
+		{"worker", "run the asynq worker pool", runWorker},
+		{"scheduler", "run the cron schedules (nightly resend, expiry, ERP re-verification, outbox sweep)", runScheduler},
+		{"migrate", "apply database migrations (idempotent, safe to run concurrently)", runMigrate},
+		{"tenant", "manage tenants: tenant create --name NAME [--admin-email E]", runTenant},
+	}
+}
+
+// environment is what every subcommand gets from main.
+type environment struct {
+	getenv func(string) string
+	stdout io.Writer
+	stderr io.Writer
+	log    *slog.Logger
+}
+
+func main() {
+	env := &environment{getenv: os.Getenv, stdout: os.Stdout, stderr: os.Stderr}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, env, os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "onboard: "+strings.ReplaceAll(err.Error(), "\n", "; "))
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, env *environment, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(env.stdout)
+		if len(args) == 0 {
+			return errors.New("a subcommand is required (see onboard --help)")
+		}
+		return nil
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, env, args[1:])
+		}
+	}
+	return fmt.Errorf("unknown subcommand %q (see onboard --help)", args[0])
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: onboard <subcommand> [flags]\n\nSubcommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nConfiguration comes from the environment; see README.md. Every subcommand takes --help.")
+}
+
+// newFlags makes a subcommand's flag set, which prints its help on --help.
+func newFlags(env *environment, name, summary string) *flag.FlagSet {
+	fs := flag.NewFlagSet("onboard "+name, flag.ContinueOnError)
+	fs.SetOutput(env.stdout)
+	fs.Usage = func() {
+		fmt.Fprintf(env.stdout, "Usage: onboard %s [flags]\n\n%s\n", name, summary)
+		var n int
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprintln(env.stdout, "\nFlags:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// parseFlags parses args; on a usage error it says so on one line.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(os.Stdout)
+		fs.Usage()
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %v", fs.Name(), err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}
+
+// loadConfig reads the configuration and builds the logger it asks for.
+func loadConfig(env *environment) (*config.Config, error) {
+	cfg, err := config.Load(env.getenv)
+	if err != nil {
+		return nil, err
+	}
+	env.log = newLogger(env.stderr, cfg.LogFormat, cfg.LogLevel)
+	return cfg, nil
+}
+
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func now() time.Time { return time.Now() }

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/robfig/cron/v3"
+
+	"github.com/onboard-dev/onboard/internal/config"
+	"github.com/onboard-dev/onboard/internal/outbox"
+	"github.com/onboard-dev/onboard/jobs"
+	"github.com/onboard-dev/onboard/store"
+)
+
+func runScheduler(ctx context.Context, env *environment, args []string) error {
+	fs := newFlags(env, "scheduler", "Runs the cron schedules: the nightly resend (RESEND_SCHEDULE), the expiry\nsweep (EXPIRY_SCHEDULE) and the outbox sweep (OUTBOX_SWEEP_SCHEDULE).\nAny number of schedulers may run: each scheduled run is recorded under a\ntask id naming its slot, so it is enqueued once, and the outbox sweep is\nidempotent.")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(env)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	client := asynq.NewClient(cfg.Redis)
+	defer client.Close()
+	inspector := asynq.NewInspector(cfg.Redis)
+	defer inspector.Close()
+	dispatcher := &outbox.Dispatcher{DB: db, Client: client, Inspector: inspector, Log: env.log}
+
+	c := cron.New(cron.WithParser(config.CronParser), cron.WithLocation(time.UTC),
+		cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
+
+	// A scheduled run goes through the outbox like any other work: recorded
+	// under its slot's task id (a second scheduler's record of the same slot
+	// is a no-op), then enqueued; if Redis is down at the slot, the sweep
+	// enqueues it later instead of the run being lost.
+	scheduled := func(taskType, spec string) error {
+		var id cron.EntryID
+		id, err := c.AddFunc(spec, func() {
+			slot := c.Entry(id).Prev // the tick this run stands for, the same in every scheduler
+			job := jobs.NewScheduled(taskType, slot)
+			if err := outbox.Record(ctx, db, uuid.Nil, time.Now(), job); err != nil {
+				env.log.Error("record scheduled run", "task_type", taskType, "slot", slot, "err", err)
+				return
+			}
+			dispatcher.Dispatch(ctx, job)
+			env.log.Info("scheduled run enqueued", "task_type", taskType, "task_id", job.ID)
+		})
+		return err
+	}
+	if err := scheduled(jobs.TypeInviteResend, cfg.ResendSchedule); err != nil {
+		return err
+	}
+	if err := scheduled(jobs.TypeInviteExpire, cfg.ExpirySchedule); err != nil {
+		return err
+	}
+	if _, err := c.AddFunc(cfg.OutboxSweepSchedule, func() {
+		r, err := dispatcher.Sweep(ctx, outbox.SweepOptions{Grace: cfg.OutboxGrace, Stale: cfg.OutboxStale, KeepCompleted: 7 * 24 * time.Hour})
+		if err != nil {
+			env.log.Warn("outbox sweep", "err", err, "enqueued", r.Enqueued, "recovered", r.Recovered)
+			return
+		}
+		if r.Enqueued+r.Recovered+r.Abandoned > 0 {
+			env.log.Info("outbox sweep", "enqueued", r.Enqueued, "recovered", r.Recovered, "abandoned", r.Abandoned, "purged", r.Purged)
+		}
+	}); err != nil {
+		return err
+	}
+	c.Start()
+	env.log.Info("scheduler started", "resend", cfg.ResendSchedule, "expiry", cfg.ExpirySchedule, "outbox_sweep", cfg.OutboxSweepSchedule)
+	<-ctx.Done()
+	<-c.Stop().Done()
+	return nil
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/onboard-dev/onboard/internal/asynqslog"
+	"github.com/onboard-dev/onboard/internal/mail"
+	"github.com/onboard-dev/onboard/internal/outbox"
+	"github.com/onboard-dev/onboard/jobs"
+	"github.com/onboard-dev/onboard/store"
+	"github.com/onboard-dev/onboard/workers"
+)
+
+func runWorker(ctx context.Context, env *environment, args []string) error {
+	fs := newFlags(env, "worker", "Runs the asynq worker pool on the critical, default and bulk queues.\nOn SIGTERM it stops taking tasks, lets running ones finish for\nSHUTDOWN_TIMEOUT and hands the rest back to Redis.")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(env)
+	if err != nil {
+		return err
+	}
+	if err := cfg.RequireMail(); err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	deps := &workers.Deps{
+		DB:        db,
+		Mailer:    mail.NewSendGrid(cfg.SendGridAPIKey, cfg.SendGridAPIURL, &http.Client{Timeout: 30 * time.Second}),
+		Log:       env.log,
+		PublicURL: cfg.PublicURL,
+		From:      mail.Address{Email: cfg.MailFrom, Name: cfg.MailFromName},
+		SendLease: cfg.DeliveryLease,
+	}
+	asynqClient := asynq.NewClient(cfg.Redis)
+	defer asynqClient.Close()
+	deps.Dispatcher = &outbox.Dispatcher{DB: db, Client: asynqClient, Log: env.log}
+
+	srv := asynq.NewServer(cfg.Redis, asynq.Config{
+		Concurrency:     cfg.WorkerConcurrency,
+		Queues:          jobs.QueueWeights,
+		RetryDelayFunc:  workers.RetryDelay,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Logger:          asynqslog.Logger{L: env.log},
+		BaseContext:     func() context.Context { return context.WithoutCancel(ctx) },
+	})
+	mux := asynq.NewServeMux()
+	workers.Register(mux, deps)
+	if err := srv.Start(mux); err != nil {
+		return err
+	}
+	env.log.Info("worker started", "concurrency", cfg.WorkerConcurrency, "queues", jobs.QueueWeights)
+	<-ctx.Done()
+	env.log.Info("worker stopping: finishing running tasks", "timeout", cfg.ShutdownTimeout)
+	srv.Shutdown()
+	return nil
+}

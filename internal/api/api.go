@@ -1,0 +1,244 @@
+// Package api owns onboard's HTTP API: routing, tenant authentication, JSON
+// in and out, and the one mapping from errors to HTTP statuses. Handlers
+// return errors; they never write error responses themselves.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/uptrace/bun"
+
+	"github.com/onboard-dev/onboard/internal/outbox"
+	"github.com/onboard-dev/onboard/store"
+)
+
+// Server is the HTTP API.
+type Server struct {
+	DB         *bun.DB
+	Dispatcher *outbox.Dispatcher
+	Log        *slog.Logger
+	Now        func() time.Time
+	// Ready checks the services besides the database (Redis).
+	Ready func(ctx context.Context) error
+	// Monitor is the dashboard, mounted at /monitor when set.
+	Monitor http.Handler
+	// MaxBodyBytes limits JSON request bodies (default 1 MiB).
+	MaxBodyBytes int64
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern string, h func(http.ResponseWriter, *http.Request) error) {
+		mux.Handle(pattern, s.authenticated(h))
+	}
+	handle("POST /v1/customers", s.createCustomer)
+	handle("GET /v1/customers", s.listCustomers)
+	handle("GET /v1/customers/{id}", s.getCustomer)
+	handle("POST /v1/customers/{id}/invitations", s.inviteCustomer)
+	handle("GET /v1/invitations", s.listInvitations)
+	handle("POST /v1/invitations/resend", s.resendInvitations)
+	handle("POST /v1/invitations/{id}/revoke", s.revokeInvitation)
+	handle("POST /v1/invitations/accept", s.acceptInvitation)
+
+	mux.Handle("GET /healthz", s.public(func(w http.ResponseWriter, r *http.Request) error {
+		return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}))
+	mux.Handle("GET /readyz", s.public(s.readyz))
+	if s.Monitor != nil {
+		mux.Handle("/monitor", s.Monitor)
+		mux.Handle("/monitor/", s.Monitor)
+	}
+	mux.Handle("/", s.public(func(w http.ResponseWriter, r *http.Request) error {
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such route: " + r.Method + " " + r.URL.Path}
+	}))
+	return s.logRequests(mux)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	down := map[string]string{}
+	if err := s.DB.PingContext(ctx); err != nil {
+		down["database"] = err.Error()
+	}
+	if s.Ready != nil {
+		if err := s.Ready(ctx); err != nil {
+			down["redis"] = err.Error()
+		}
+	}
+	if len(down) > 0 {
+		return writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "down": down})
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// Error is an error with its HTTP answer.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	Field   string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func invalid(field, msg string) error {
+	return &Error{Status: http.StatusUnprocessableEntity, Code: "validation_failed", Message: msg, Field: field}
+}
+
+func badRequest(field, msg string) error {
+	return &Error{Status: http.StatusBadRequest, Code: "bad_request", Message: msg, Field: field}
+}
+
+// toError maps any error a handler returns to its HTTP answer: the one place
+// where statuses are decided.
+func toError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit)}
+	case errors.Is(err, store.ErrNotFound):
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "not found"}
+	case errors.Is(err, store.ErrEmailInUse):
+		return &Error{Status: http.StatusConflict, Code: "email_in_use", Message: store.ErrEmailInUse.Error(), Field: "email"}
+	case errors.Is(err, store.ErrAccountInUse):
+		return &Error{Status: http.StatusConflict, Code: "account_in_use", Message: "Account Number already belongs to another customer", Field: "account_number"}
+	case errors.Is(err, store.ErrAlreadyInvited):
+		return &Error{Status: http.StatusConflict, Code: "already_invited", Message: err.Error()}
+	case errors.Is(err, store.ErrNotInvitable):
+		return &Error{Status: http.StatusUnprocessableEntity, Code: "not_invitable", Message: err.Error()}
+	case errors.Is(err, store.ErrInvalidState):
+		return &Error{Status: http.StatusConflict, Code: "invalid_state", Message: err.Error()}
+	case errors.Is(err, store.ErrTokenGone):
+		return &Error{Status: http.StatusGone, Code: "invitation_gone", Message: err.Error()}
+	}
+	return nil
+}
+
+type tenantKey struct{}
+
+func tenantOf(ctx context.Context) *store.Tenant { return ctx.Value(tenantKey{}).(*store.Tenant) }
+
+// authenticated resolves the bearer key to its tenant; every query of the
+// handler is then scoped to that tenant.
+func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return s.public(func(w http.ResponseWriter, r *http.Request) error {
+		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || strings.TrimSpace(key) == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="onboard"`)
+			return &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "an API key is required: Authorization: Bearer <key>"}
+		}
+		tenant, err := store.TenantByAPIKey(r.Context(), s.DB, key)
+		if errors.Is(err, store.ErrNotFound) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="onboard", error="invalid_token"`)
+			return &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "the API key is not valid"}
+		}
+		if err != nil {
+			return err
+		}
+		if info, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
+			info.tenant = tenant.ID
+		}
+		return h(w, r.WithContext(context.WithValue(r.Context(), tenantKey{}, tenant)))
+	})
+}
+
+// public adapts an error-returning handler: errors become JSON answers and
+// panics become 500s.
+func (s *Server) public(h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				s.Log.ErrorContext(r.Context(), "panic", "panic", p, "stack", string(debug.Stack()))
+				writeError(w, &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"})
+			}
+		}()
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		e := toError(err)
+		if e == nil {
+			s.Log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			e = &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+		}
+		writeError(w, e)
+	})
+}
+
+func writeError(w http.ResponseWriter, e *Error) {
+	body := map[string]any{"code": e.Code, "message": e.Message}
+	if e.Field != "" {
+		body["field"] = e.Field
+	}
+	_ = writeJSON(w, e.Status, map[string]any{"error": body})
+}
+
+type requestInfoKey struct{}
+
+type requestInfo struct {
+	status int
+	tenant uuid.UUID
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	info *requestInfo
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.info.status == 0 {
+		w.info.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.info.status == 0 {
+		w.info.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// logRequests logs one line per request: never headers or bodies, which
+// carry API keys and tokens.
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		info := &requestInfo{}
+		next.ServeHTTP(&statusWriter{ResponseWriter: w, info: info}, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)))
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", info.status, "duration_ms", time.Since(start).Milliseconds()}
+		if info.tenant != uuid.Nil {
+			attrs = append(attrs, "tenant_id", info.tenant)
+		}
+		s.Log.InfoContext(r.Context(), "request", attrs...)
+	})
+}
