@@ -1,0 +1,477 @@
+package api_test
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
+
+	"github.com/onboard-dev/onboard/internal/api"
+	"github.com/onboard-dev/onboard/internal/outbox"
+	"github.com/onboard-dev/onboard/internal/testenv"
+	"github.com/onboard-dev/onboard/jobs"
+	"github.com/onboard-dev/onboard/store"
+	"github.com/onboard-dev/onboard/store/storetest"
+)
+
+type env struct {
+	t         *testing.T
+	db        *bun.DB
+	srv       *httptest.Server
+	inspector *asynq.Inspector
+	now       time.Time
+}
+
+// newEnv serves the API over db, enqueueing to a redis-server of the test's
+// own (or to nothing listening when redisDown).
+func newEnv(t *testing.T, db *bun.DB, redisDown bool) *env {
+	t.Helper()
+	var opt asynq.RedisClientOpt
+	if redisDown {
+		opt = asynq.RedisClientOpt{Addr: testenv.FreeAddr(t), DialTimeout: 100 * time.Millisecond}
+	} else {
+		opt = asynq.RedisClientOpt{Addr: testenv.StartRedis(t).Addr()}
+	}
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { client.Close() })
+	insp := asynq.NewInspector(opt)
+	t.Cleanup(func() { insp.Close() })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	e := &env{t: t, db: db, inspector: insp, now: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
+	s := &api.Server{
+		DB:           db,
+		Dispatcher:   &outbox.Dispatcher{DB: db, Client: client, Log: log, EnqueueTimeout: 500 * time.Millisecond},
+		Log:          log,
+		Now:          func() time.Time { return e.now },
+		Ready:        func(context.Context) error { return client.Ping() },
+		MaxBodyBytes: 4096,
+	}
+	e.srv = httptest.NewServer(s.Handler())
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+func (e *env) tenant(name string) string {
+	e.t.Helper()
+	_, key, err := store.CreateTenant(context.Background(), e.db, name, "", e.now)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return key
+}
+
+type response struct {
+	code int
+	body map[string]any
+	raw  string
+	hdr  http.Header
+}
+
+func (r response) errField(k string) string {
+	e, _ := r.body["error"].(map[string]any)
+	s, _ := e[k].(string)
+	return s
+}
+
+func (e *env) call(key, method, path, body string) response {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := response{code: resp.StatusCode, raw: string(raw), hdr: resp.Header}
+	_ = json.Unmarshal(raw, &out.body)
+	return out
+}
+
+func (e *env) create(key string, fields map[string]any) response {
+	e.t.Helper()
+	b, _ := json.Marshal(fields)
+	return e.call(key, "POST", "/v1/customers", string(b))
+}
+
+func customer(account, email string, invite bool) map[string]any {
+	return map[string]any{"company_name": "Acme " + account, "account_number": account, "email": email, "first_name": "Jane", "invite": invite}
+}
+
+func id(r response, obj string) string {
+	m, _ := r.body[obj].(map[string]any)
+	s, _ := m["id"].(string)
+	return s
+}
+
+func TestAuthRequired(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.NewPostgres(t), false)
+	for _, key := range []string{"", "obk_not-a-key"} {
+		r := e.call(key, "GET", "/v1/customers", "")
+		if r.code != 401 || r.errField("code") != "unauthorized" || r.hdr.Get("WWW-Authenticate") == "" {
+			t.Errorf("key %q: %d %s", key, r.code, r.raw)
+		}
+	}
+}
+
+func TestSaveVersusSaveAndInvite(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *bun.DB) {
+		e := newEnv(t, db, false)
+		key := e.tenant("a")
+		saved := e.create(key, customer("100", "saved@example.com", false))
+		if saved.code != 201 || saved.body["invitation"].(map[string]any)["status"] != "saved" {
+			t.Fatalf("save: %d %s", saved.code, saved.raw)
+		}
+		invited := e.create(key, customer("101", "Invited@Example.com", true))
+		if invited.code != 201 || invited.body["invitation"].(map[string]any)["status"] != "pending" {
+			t.Fatalf("save and invite: %d %s", invited.code, invited.raw)
+		}
+		if invited.body["invitation"].(map[string]any)["email"] != "Invited@Example.com" {
+			t.Fatal("email not kept as typed")
+		}
+		var ds []store.Delivery
+		if err := db.NewSelect().Model(&ds).Scan(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) != 1 || ds[0].InvitationID.UUID.String() != id(invited, "invitation") || ds[0].State != store.DeliveryQueued {
+			t.Fatalf("deliveries %+v: want one queued, for the invited customer", ds)
+		}
+		info, err := e.inspector.GetTaskInfo(jobs.QueueCritical, "invite:send:"+ds[0].ID.String())
+		if err != nil || info.Type != jobs.TypeInviteSend {
+			t.Fatalf("task not enqueued: %v %v", info, err)
+		}
+		if strings.Contains(string(info.Payload), "@") {
+			t.Fatalf("task payload carries personal data: %s", info.Payload)
+		}
+		// Sending the saved customer's invitation later.
+		r := e.call(key, "POST", "/v1/customers/"+id(saved, "customer")+"/invitations", "")
+		if r.code != 202 || r.body["invitation"].(map[string]any)["status"] != "pending" {
+			t.Fatalf("invite saved: %d %s", r.code, r.raw)
+		}
+		r = e.call(key, "POST", "/v1/customers/"+id(saved, "customer")+"/invitations", "")
+		if r.code != 409 || !strings.Contains(r.errField("message"), "already been invited") {
+			t.Fatalf("second invite: %d %s", r.code, r.raw)
+		}
+	})
+}
+
+func TestValidationMessages(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.NewPostgres(t), false)
+	key := e.tenant("a")
+	if r := e.create(key, customer("1", "jane@example.com", false)); r.code != 201 {
+		t.Fatal(r.raw)
+	}
+	for _, tc := range []struct {
+		name   string
+		body   string
+		status int
+		field  string
+		msg    string
+	}{
+		{"empty email", `{"company_name":"A","account_number":"2","email":""}`, 422, "email", "Customer Email field must not be empty"},
+		{"invalid email", `{"company_name":"A","account_number":"2","email":"jane@"}`, 422, "email", "Customer Email must be valid"},
+		{"display name", `{"company_name":"A","account_number":"2","email":"Jane <j@example.com>"}`, 422, "email", "Customer Email must be valid"},
+		{"empty account", `{"company_name":"A","account_number":" ","email":"x@example.com"}`, 422, "account_number", "Account Number field must not be empty"},
+		{"duplicate email", `{"company_name":"A","account_number":"2","email":"jane@example.com"}`, 409, "email", "Provided email address is already in use"},
+		{"duplicate email other case", `{"company_name":"A","account_number":"2","email":"JANE@Example.COM"}`, 409, "email", "Provided email address is already in use"},
+		{"duplicate account", `{"company_name":"A","account_number":"1","email":"new@example.com"}`, 409, "account_number", "Account Number already belongs to another customer"},
+		{"unknown field", `{"company_name":"A","account_number":"2","email":"x@example.com","colour":"red"}`, 400, "colour", `unknown field "colour"`},
+		{"bad status", `{"company_name":"A","account_number":"2","email":"x@example.com","status":"vip"}`, 422, "status", "status must be active, inactive or blacklisted"},
+		{"trailing data", `{"company_name":"A","account_number":"2","email":"x@example.com"} {}`, 400, "", "request body has data after the JSON object"},
+		{"not json", `company_name=A`, 400, "", ""},
+		{"too large", `{"company_name":"` + strings.Repeat("a", 5000) + `"}`, 413, "", ""},
+	} {
+		r := e.call(key, "POST", "/v1/customers", tc.body)
+		if r.code != tc.status || r.errField("field") != tc.field || (tc.msg != "" && r.errField("message") != tc.msg) {
+			t.Errorf("%s: %d %s, want %d field %q message %q", tc.name, r.code, r.raw, tc.status, tc.field, tc.msg)
+		}
+	}
+	// A number for the account number is kept as its digits.
+	r := e.create(key, map[string]any{"company_name": "N", "account_number": 145722, "email": "num@example.com"})
+	if r.code != 201 || r.body["customer"].(map[string]any)["account_numbers"].([]any)[0] != "145722" {
+		t.Fatalf("numeric account: %d %s", r.code, r.raw)
+	}
+}
+
+func TestBlacklistedAndInactiveCannotBeInvited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.NewPostgres(t), false)
+	key := e.tenant("a")
+	for _, status := range []string{"blacklisted", "inactive"} {
+		c := customer("B"+status, status+"@example.com", true)
+		c["status"] = status
+		r := e.create(key, c)
+		if r.code != 422 || !strings.Contains(r.errField("message"), status) {
+			t.Errorf("save and invite %s: %d %s", status, r.code, r.raw)
+		}
+		c["invite"] = false
+		r = e.create(key, c)
+		if r.code != 201 {
+			t.Fatalf("save %s: %d %s", status, r.code, r.raw)
+		}
+		r = e.call(key, "POST", "/v1/customers/"+id(r, "customer")+"/invitations", "")
+		if r.code != 422 {
+			t.Errorf("invite %s later: %d %s", status, r.code, r.raw)
+		}
+	}
+	var n int64
+	n, _ = e.db.NewSelect().Model((*store.Delivery)(nil)).Count(context.Background())
+	if n != 0 {
+		t.Fatalf("%d deliveries queued for customers that cannot be invited", n)
+	}
+}
+
+func TestTenantIsolation(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.NewPostgres(t), false)
+	a, b := e.tenant("a"), e.tenant("b")
+	saved := e.create(a, customer("100", "a-saved@example.com", false))
+	pending := e.create(a, customer("101", "a-pending@example.com", true))
+	custID, invID := id(saved, "customer"), id(pending, "invitation")
+
+	for _, tc := range []struct{ method, path, body string }{
+		{"GET", "/v1/customers/" + custID, ""},
+		{"POST", "/v1/customers/" + custID + "/invitations", ""},
+		{"POST", "/v1/invitations/" + invID + "/revoke", ""},
+	} {
+		if r := e.call(b, tc.method, tc.path, tc.body); r.code != 404 {
+			t.Errorf("tenant B %s %s: %d, want 404", tc.method, tc.path, r.code)
+		}
+	}
+	for _, path := range []string{"/v1/customers", "/v1/invitations", "/v1/invitations?status=pending", "/v1/customers?q=a-"} {
+		r := e.call(b, "GET", path, "")
+		if r.code != 200 || len(r.body["data"].([]any)) != 0 {
+			t.Errorf("tenant B sees tenant A's data at %s: %s", path, r.raw)
+		}
+	}
+	if r := e.call(b, "GET", "/v1/invitations?format=csv", ""); strings.Contains(r.raw, "a-pending") {
+		t.Errorf("tenant B's CSV lists tenant A's invitation")
+	}
+	// B may use A's emails: uniqueness is per tenant.
+	if r := e.create(b, customer("100", "a-saved@example.com", false)); r.code != 201 {
+		t.Errorf("tenant B reusing an email of A: %d %s", r.code, r.raw)
+	}
+	// Nothing of A changed.
+	if r := e.call(a, "GET", "/v1/customers/"+custID, ""); r.body["invitation"].(map[string]any)["status"] != "saved" {
+		t.Errorf("tenant A's customer changed: %s", r.raw)
+	}
+}
+
+func TestAcceptIsSingleUse(t *testing.T) {
+	t.Parallel()
+	db := storetest.NewPostgres(t)
+	e := newEnv(t, db, false)
+	key, other := e.tenant("a"), e.tenant("b")
+	r := e.create(key, customer("100", "jane@example.com", true))
+	// Mint a link as the worker does when it sends.
+	var d store.Delivery
+	if err := db.NewSelect().Model(&d).Limit(1).Scan(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.NewUpdate().Model((*store.Invitation)(nil)).Set("expires_at = ?", e.now.Add(time.Hour)).Where("id = ?", d.InvitationID).Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := store.IssueTokens(context.Background(), db, []*store.Delivery{&d}, e.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := tokens[d.ID]
+	body := `{"token":"` + tok + `"}`
+	if r := e.call(other, "POST", "/v1/invitations/accept", body); r.code != 404 {
+		t.Errorf("accept with another tenant's key: %d", r.code)
+	}
+	if r := e.call(key, "POST", "/v1/invitations/accept", `{"token":"nope"}`); r.code != 404 {
+		t.Errorf("unknown token: %d", r.code)
+	}
+	acc := e.call(key, "POST", "/v1/invitations/accept", body)
+	if acc.code != 200 || acc.body["user"].(map[string]any)["role"] != "admin" || acc.body["user"].(map[string]any)["email"] != "jane@example.com" ||
+		acc.body["customer"].(map[string]any)["id"] != id(r, "customer") || acc.body["invitation"].(map[string]any)["status"] != "accepted" {
+		t.Fatalf("accept: %d %s", acc.code, acc.raw)
+	}
+	again := e.call(key, "POST", "/v1/invitations/accept", body)
+	if again.code != 410 || !strings.Contains(again.errField("message"), "already been used") {
+		t.Fatalf("second accept: %d %s", again.code, again.raw)
+	}
+	if r := e.call(key, "POST", "/v1/invitations/"+id(r, "invitation")+"/revoke", ""); r.code != 409 {
+		t.Fatalf("revoking an accepted invitation: %d %s", r.code, r.raw)
+	}
+}
+
+func TestRevokeFreesEmailAndCancelsEmail(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.NewPostgres(t), false)
+	key := e.tenant("a")
+	r := e.create(key, customer("100", "jane@example.com", true))
+	rv := e.call(key, "POST", "/v1/invitations/"+id(r, "invitation")+"/revoke", "")
+	if rv.code != 200 || rv.body["invitation"].(map[string]any)["status"] != "revoked" {
+		t.Fatalf("revoke: %d %s", rv.code, rv.raw)
+	}
+	var d store.Delivery
+	_ = e.db.NewSelect().Model(&d).Limit(1).Scan(context.Background())
+	if d.State != store.DeliveryFailed {
+		t.Fatalf("queued email of a revoked invitation: %s", d.State)
+	}
+	if r := e.create(key, customer("200", "jane@example.com", false)); r.code != 201 {
+		t.Fatalf("email not free after revoke: %d %s", r.code, r.raw)
+	}
+}
+
+func TestListFiltersAndPages(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.NewPostgres(t), false)
+	key := e.tenant("a")
+	for i, acct := range []string{"1", "2", "3", "4", "5"} {
+		c := customer(acct, "c"+acct+"@example.com", false)
+		c["ranking"] = []string{"gold", "silver"}[i%2]
+		if i == 4 {
+			c["status"] = "blacklisted"
+		}
+		e.now = e.now.Add(24 * time.Hour)
+		if r := e.create(key, c); r.code != 201 {
+			t.Fatal(r.raw)
+		}
+	}
+	seen := 0
+	cursor := ""
+	for {
+		r := e.call(key, "GET", "/v1/customers?limit=2&cursor="+cursor, "")
+		seen += len(r.body["data"].([]any))
+		next, _ := r.body["next_cursor"].(string)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if seen != 5 {
+		t.Fatalf("paging saw %d customers, want 5", seen)
+	}
+	for q, want := range map[string]int{
+		"status=blacklisted":        1,
+		"ranking=gold":              3,
+		"created_after=2026-11-26":  3,
+		"created_before=2026-11-26": 2,
+		"q=c3@":                     1,
+		"q=acme":                    5,
+	} {
+		r := e.call(key, "GET", "/v1/customers?"+q, "")
+		if r.code != 200 || len(r.body["data"].([]any)) != want {
+			t.Errorf("%s: %d customers (%d), want %d", q, len(r.body["data"].([]any)), r.code, want)
+		}
+	}
+	for _, q := range []string{"created_after=yesterday", "limit=0", "cursor=!!", "status=vip"} {
+		if r := e.call(key, "GET", "/v1/customers?"+q, ""); r.code != 400 {
+			t.Errorf("%s: %d, want 400", q, r.code)
+		}
+	}
+}
+
+func TestPendingCSVIsSafe(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.NewPostgres(t), false)
+	key := e.tenant("a")
+	c := customer("100", "jane@example.com", true)
+	c["first_name"] = `=HYPERLINK("http://evil.example","click")`
+	e.create(key, c)
+	e.create(key, customer("101", "saved@example.com", false))
+	req, _ := http.NewRequest("GET", e.srv.URL+"/v1/invitations", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Accept", "text/csv")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rows, err := csv.NewReader(resp.Body).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") || len(rows) != 2 {
+		t.Fatalf("csv: %q", rows)
+	}
+	if rows[1][0] != "jane@example.com" || rows[1][1] != `'=HYPERLINK("http://evil.example","click")` {
+		t.Fatalf("row %q", rows[1])
+	}
+}
+
+func TestResendChosenEmails(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.NewPostgres(t), false)
+	key := e.tenant("a")
+	e.create(key, customer("1", "pending@example.com", true))
+	e.create(key, customer("2", "saved@example.com", false))
+	// The first email went out.
+	if _, err := e.db.NewUpdate().Model((*store.Delivery)(nil)).Set("state = 'sent'").Where("1 = 1").Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r := e.call(key, "POST", "/v1/invitations/resend", `{"emails":["PENDING@example.com","saved@example.com","nobody@example.com","bad@"]}`)
+	if r.code != 202 {
+		t.Fatalf("resend: %d %s", r.code, r.raw)
+	}
+	if got := r.body["resent"].([]any); len(got) != 1 || got[0] != "PENDING@example.com" {
+		t.Fatalf("resent %v", got)
+	}
+	if got := r.body["not_resent"].([]any); len(got) != 3 {
+		t.Fatalf("not resent %v", got)
+	}
+	// A second request while the email is queued does not queue another.
+	r = e.call(key, "POST", "/v1/invitations/resend", `{"emails":["pending@example.com"]}`)
+	if len(r.body["resent"].([]any)) != 0 {
+		t.Fatalf("resent twice: %s", r.raw)
+	}
+	if r := e.call(key, "POST", "/v1/invitations/resend", `{"all_pending":true}`); r.code != 202 {
+		t.Fatalf("all pending: %d %s", r.code, r.raw)
+	}
+	if r := e.call(key, "POST", "/v1/invitations/resend", `{}`); r.code != 422 {
+		t.Fatalf("empty resend: %d", r.code)
+	}
+}
+
+func TestRedisDownStillAccepts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.NewPostgres(t), true)
+	key := e.tenant("a")
+	r := e.create(key, customer("1", "jane@example.com", true))
+	if r.code != 201 {
+		t.Fatalf("%d %s", r.code, r.raw)
+	}
+	var rows []store.OutboxTask
+	if err := e.db.NewSelect().Model(&rows).Scan(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || !rows[0].EnqueuedAt.IsZero() {
+		t.Fatalf("outbox %+v: want one row waiting for the sweep", rows)
+	}
+	ready := e.call("", "GET", "/readyz", "")
+	if ready.code != 503 || !strings.Contains(ready.raw, "redis") {
+		t.Fatalf("readyz with Redis down: %d %s", ready.code, ready.raw)
+	}
+	if r := e.call("", "GET", "/healthz", ""); r.code != 200 {
+		t.Fatalf("healthz: %d", r.code)
+	}
+}
+
+func TestUnknownRoutesAndIDs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.NewPostgres(t), false)
+	key := e.tenant("a")
+	for _, path := range []string{"/v1/customers/not-a-uuid", "/v1/customers/01a20726-0000-7000-8000-000000000000", "/nope"} {
+		if r := e.call(key, "GET", path, ""); r.code != 404 || r.errField("code") == "" {
+			t.Errorf("%s: %d %s", path, r.code, r.raw)
+		}
+	}
+}
