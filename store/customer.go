@@ -240,3 +240,21 @@ func CustomersByID(ctx context.Context, db bun.IDB, tenantID uuid.UUID, ids []uu
 	}
 	return cs, nil
 }
+
+// CustomersDueForVerification returns a page (keyset on id, every tenant) of
+// active customers whose accounts are unverified, failed to verify, or were
+// verified before staleBefore.
+func CustomersDueForVerification(ctx context.Context, db bun.IDB, staleBefore time.Time, after uuid.UUID, limit int) ([]*Customer, error) {
+	var cs []*Customer
+	err := db.NewSelect().Model(&cs).
+		Where("c.id > ? AND c.status = ?", after, CustomerActive).
+		WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
+			return q.Where("c.erp_status IN (?)", bun.In([]string{ERPUnverified, ERPError})).
+				WhereOr("c.erp_checked_at < ?", staleBefore.UTC())
+		}).
+		Order("c.id").Limit(int64(limit)).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("customers due for verification: %w", err)
+	}
+	return cs, nil
+}

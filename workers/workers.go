@@ -38,6 +38,12 @@ type Deps struct {
 	// claimed it: longer than a send can take, so a live worker is never
 	// overtaken, short enough that a dead worker's emails go out soon after.
 	SendLease time.Duration
+
+	ERP        AccountVerifier // nil when no ERP is configured
+	ERPLimiter Limiter         // bounds ERP requests across all workers
+	// ERPStaleAfter is how old a verification may be before the scheduled
+	// run checks the customer again.
+	ERPStaleAfter time.Duration
 }
 
 func (d *Deps) now() time.Time {
@@ -53,6 +59,8 @@ func Register(mux *asynq.ServeMux, d *Deps) {
 	mux.HandleFunc(jobs.TypeInviteSend, d.handleInviteSend)
 	mux.HandleFunc(jobs.TypeInviteResend, d.handleInviteResend)
 	mux.HandleFunc(jobs.TypeInviteExpire, d.handleInviteExpire)
+	mux.HandleFunc(jobs.TypeERPVerify, d.handleERPVerify)
+	mux.HandleFunc(jobs.TypeERPReverify, d.handleERPReverify)
 }
 
 // RetryDelay backs off exponentially from one second to ten minutes, with

@@ -15,7 +15,7 @@ import (
 )
 
 func runScheduler(ctx context.Context, env *environment, args []string) error {
-	fs := newFlags(env, "scheduler", "Runs the cron schedules: the nightly resend (RESEND_SCHEDULE), the expiry\nsweep (EXPIRY_SCHEDULE) and the outbox sweep (OUTBOX_SWEEP_SCHEDULE).\nAny number of schedulers may run: each scheduled run is recorded under a\ntask id naming its slot, so it is enqueued once, and the outbox sweep is\nidempotent.")
+	fs := newFlags(env, "scheduler", "Runs the cron schedules: the nightly resend (RESEND_SCHEDULE), the expiry\nsweep (EXPIRY_SCHEDULE), ERP re-verification (ERP_REVERIFY_SCHEDULE) and the\noutbox sweep (OUTBOX_SWEEP_SCHEDULE).\nAny number of schedulers may run: each scheduled run is recorded under a\ntask id naming its slot, so it is enqueued once, and the outbox sweep is\nidempotent.")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -61,6 +61,9 @@ func runScheduler(ctx context.Context, env *environment, args []string) error {
 	if err := scheduled(jobs.TypeInviteExpire, cfg.ExpirySchedule); err != nil {
 		return err
 	}
+	if err := scheduled(jobs.TypeERPReverify, cfg.ERPReverifySchedule); err != nil {
+		return err
+	}
 	if _, err := c.AddFunc(cfg.OutboxSweepSchedule, func() {
 		r, err := dispatcher.Sweep(ctx, outbox.SweepOptions{Grace: cfg.OutboxGrace, Stale: cfg.OutboxStale, KeepCompleted: 7 * 24 * time.Hour})
 		if err != nil {
@@ -74,7 +77,7 @@ func runScheduler(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	c.Start()
-	env.log.Info("scheduler started", "resend", cfg.ResendSchedule, "expiry", cfg.ExpirySchedule, "outbox_sweep", cfg.OutboxSweepSchedule)
+	env.log.Info("scheduler started", "resend", cfg.ResendSchedule, "expiry", cfg.ExpirySchedule, "erp_reverify", cfg.ERPReverifySchedule, "outbox_sweep", cfg.OutboxSweepSchedule)
 	<-ctx.Done()
 	<-c.Stop().Done()
 	return nil

@@ -2,18 +2,25 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/onboard-dev/onboard/internal/asynqslog"
+	"github.com/onboard-dev/onboard/internal/erp"
 	"github.com/onboard-dev/onboard/internal/mail"
 	"github.com/onboard-dev/onboard/internal/outbox"
+	"github.com/onboard-dev/onboard/internal/semaphore"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
 	"github.com/onboard-dev/onboard/workers"
 )
+
+// erpTimeout bounds one ERP lookup.
+const erpTimeout = 15 * time.Second
 
 func runWorker(ctx context.Context, env *environment, args []string) error {
 	fs := newFlags(env, "worker", "Runs the asynq worker pool on the critical, default and bulk queues.\nOn SIGTERM it stops taking tasks, lets running ones finish for\nSHUTDOWN_TIMEOUT and hands the rest back to Redis.")
@@ -43,6 +50,16 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 	asynqClient := asynq.NewClient(cfg.Redis)
 	defer asynqClient.Close()
 	deps.Dispatcher = &outbox.Dispatcher{DB: db, Client: asynqClient, Log: env.log}
+	if cfg.ERPURL != "" {
+		deps.ERP = erp.NewREST(cfg.ERPURL, cfg.ERPToken, &http.Client{Timeout: erpTimeout})
+		rc, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
+		if !ok {
+			return fmt.Errorf("worker: unexpected Redis client type for REDIS_URL")
+		}
+		defer rc.Close()
+		deps.ERPLimiter = &semaphore.Semaphore{Client: rc, Key: "onboard:erp:slots", Limit: cfg.ERPConcurrency, Lease: 2 * erpTimeout}
+	}
+	deps.ERPStaleAfter = cfg.ERPStaleAfter
 
 	srv := asynq.NewServer(cfg.Redis, asynq.Config{
 		Concurrency:     cfg.WorkerConcurrency,

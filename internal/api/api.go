@@ -51,6 +51,7 @@ func (s *Server) Handler() http.Handler {
 	handle("GET /v1/customers", s.listCustomers)
 	handle("GET /v1/customers/{id}", s.getCustomer)
 	handle("POST /v1/customers/{id}/invitations", s.inviteCustomer)
+	handle("POST /v1/customers/{id}/erp-verification", s.verifyCustomer)
 	handle("GET /v1/invitations", s.listInvitations)
 	handle("POST /v1/invitations/resend", s.resendInvitations)
 	handle("POST /v1/invitations/{id}/revoke", s.revokeInvitation)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/onboard-dev/onboard/internal/emailaddr"
 	"github.com/onboard-dev/onboard/internal/invite"
+	"github.com/onboard-dev/onboard/internal/outbox"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
 )
@@ -273,4 +274,23 @@ func (s *Server) inviteCustomer(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.Dispatcher.Dispatch(r.Context(), queued...)
 	return writeJSON(w, http.StatusAccepted, map[string]any{"invitation": viewInvitation(inv)})
+}
+
+// verifyCustomer queues a check of the customer's account numbers against
+// the ERP; the outcome lands on the customer.
+func (s *Server) verifyCustomer(w http.ResponseWriter, r *http.Request) error {
+	tenant := tenantOf(r.Context())
+	id, err := pathID(r)
+	if err != nil {
+		return err
+	}
+	if _, err := store.GetCustomer(r.Context(), s.DB, tenant.ID, id); err != nil {
+		return err
+	}
+	job := jobs.NewERPVerify(tenant.ID.String(), id.String(), "on_demand", uuid.NewString())
+	if err := outbox.Record(r.Context(), s.DB, tenant.ID, s.now(), job); err != nil {
+		return err
+	}
+	s.Dispatcher.Dispatch(r.Context(), job)
+	return writeJSON(w, http.StatusAccepted, map[string]any{"customer_id": id, "task_id": job.ID, "status": "queued"})
 }

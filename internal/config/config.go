@@ -28,6 +28,7 @@ type Config struct {
 	ERPURL          string
 	ERPToken        string
 	ERPConcurrency  int
+	ERPStaleAfter   time.Duration
 	MonitorUser     string
 	MonitorPassword string
 	MonitorReadonly bool
@@ -73,6 +74,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		ERPURL:              strings.TrimRight(e.str("ERP_URL", ""), "/"),
 		ERPToken:            e.str("ERP_TOKEN", ""),
 		ERPConcurrency:      e.int("ERP_CONCURRENCY", 8, 1, 1000),
+		ERPStaleAfter:       e.duration("ERP_STALE_AFTER", 30*24*time.Hour),
 		MonitorUser:         e.str("MONITOR_USER", ""),
 		MonitorPassword:     e.str("MONITOR_PASSWORD", ""),
 		MonitorReadonly:     e.bool("MONITOR_READONLY", false),

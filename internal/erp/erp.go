@@ -1,0 +1,128 @@
+// Package erp owns the conversation with a vendor's ERP: the REST connector
+// that looks an account number up, and a simulator that serves the same API
+// from a CSV of accounts (for tests and the embedded dev mode).
+//
+// # The connector contract
+//
+// Any ERP can be plugged in behind a small adapter that serves:
+//
+//	GET {ERP_URL}/accounts/{account_number}
+//	Authorization: Bearer {ERP_TOKEN}
+//	Accept: application/json
+//
+//	200 {"account_number":"145722","name":"Blue Yonder Airlines","status":"active","price_tier":"gold"}
+//	404 the account does not exist (permanent: not retried)
+//	401/403 the token is wrong (permanent: a configuration error)
+//	429, 5xx, timeouts: temporary (retried with backoff)
+//
+// The account number is one path segment, escaped. Response bodies over
+// 1 MiB are refused.
+package erp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Account is what the ERP knows of an account number.
+type Account struct {
+	Number    string `json:"account_number"`
+	Name      string `json:"name"`
+	Status    string `json:"status"`
+	PriceTier string `json:"price_tier"`
+}
+
+// ErrNotFound: the ERP does not know the account number. Permanent.
+var ErrNotFound = errors.New("erp: account not found")
+
+// Error is a failed lookup other than not found.
+type Error struct {
+	StatusCode int
+	Reason     string
+	Temporary  bool
+}
+
+func (e *Error) Error() string {
+	if e.StatusCode == 0 {
+		return "erp: " + e.Reason
+	}
+	return fmt.Sprintf("erp: HTTP %d: %s", e.StatusCode, e.Reason)
+}
+
+// IsTemporary reports whether a lookup error is worth retrying.
+func IsTemporary(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Temporary
+}
+
+// REST is the generic REST connector.
+type REST struct {
+	baseURL string
+	token   string
+	http    *http.Client
+}
+
+// NewREST returns a connector for baseURL; httpClient's timeout bounds a
+// lookup (default 10s).
+func NewREST(baseURL, token string, httpClient *http.Client) *REST {
+	if httpClient == nil {
+		httpClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	return &REST{baseURL: strings.TrimRight(baseURL, "/"), token: token, http: httpClient}
+}
+
+const maxBody = 1 << 20
+
+// LookupAccount asks the ERP for one account.
+func (c *REST) LookupAccount(ctx context.Context, number string) (Account, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.baseURL+"/accounts/"+url.PathEscape(number), nil)
+	if err != nil {
+		return Account{}, &Error{Reason: err.Error()}
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return Account{}, &Error{Reason: err.Error(), Temporary: true}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: "reading the answer: " + err.Error(), Temporary: true}
+	}
+	switch {
+	case resp.StatusCode == http.StatusNotFound:
+		return Account{}, fmt.Errorf("%w: %s", ErrNotFound, number)
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: snippet(body), Temporary: true}
+	case resp.StatusCode != http.StatusOK:
+		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: snippet(body)}
+	case len(body) > maxBody:
+		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: "answer larger than 1 MiB"}
+	}
+	var a Account
+	if err := json.Unmarshal(body, &a); err != nil {
+		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: "answer is not the account JSON: " + err.Error()}
+	}
+	if a.Number == "" {
+		a.Number = number
+	}
+	return a, nil
+}
+
+func snippet(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}

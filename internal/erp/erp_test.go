@@ -1,0 +1,82 @@
+package erp_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/onboard-dev/onboard/internal/erp"
+)
+
+func serve(t *testing.T, sim *erp.Simulator) string {
+	t.Helper()
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestLookup(t *testing.T) {
+	t.Parallel()
+	sim := erp.NewSimulator([]erp.Account{{Number: "145722", Name: "Blue Yonder", Status: "active", PriceTier: "gold"}, {Number: "A/B 12", Name: "Slash"}})
+	sim.Token = "secret"
+	url := serve(t, sim)
+	c := erp.NewREST(url, "secret", nil)
+	ctx := context.Background()
+
+	a, err := c.LookupAccount(ctx, "145722")
+	if err != nil || a.Name != "Blue Yonder" || a.PriceTier != "gold" {
+		t.Fatalf("found: %+v %v", a, err)
+	}
+	if a, err := c.LookupAccount(ctx, "A/B 12"); err != nil || a.Name != "Slash" {
+		t.Fatalf("escaped number: %+v %v", a, err)
+	}
+	if _, err := c.LookupAccount(ctx, "999"); !errors.Is(err, erp.ErrNotFound) || erp.IsTemporary(err) {
+		t.Fatalf("not found: %v", err)
+	}
+	sim.FailNext(503, 1)
+	if _, err := c.LookupAccount(ctx, "145722"); !erp.IsTemporary(err) {
+		t.Fatalf("503: %v, want temporary", err)
+	}
+	if _, err := erp.NewREST(url, "wrong", nil).LookupAccount(ctx, "145722"); err == nil || erp.IsTemporary(err) || errors.Is(err, erp.ErrNotFound) {
+		t.Fatalf("bad token: %v, want permanent", err)
+	}
+	sim.SetLatency(time.Second)
+	short := erp.NewREST(url, "secret", &http.Client{Timeout: 50 * time.Millisecond})
+	if _, err := short.LookupAccount(ctx, "145722"); !erp.IsTemporary(err) {
+		t.Fatalf("timeout: %v, want temporary", err)
+	}
+}
+
+func TestSimulatorCountsConcurrency(t *testing.T) {
+	t.Parallel()
+	sim := erp.NewSimulator([]erp.Account{{Number: "1"}})
+	sim.SetLatency(50 * time.Millisecond)
+	c := erp.NewREST(serve(t, sim), "", nil)
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Go(func() { _, _ = c.LookupAccount(context.Background(), "1") })
+	}
+	wg.Wait()
+	if sim.Requests() != 5 || sim.MaxInFlight() < 2 || sim.MaxInFlight() > 5 {
+		t.Fatalf("requests %d, max in flight %d", sim.Requests(), sim.MaxInFlight())
+	}
+}
+
+func TestLoadAccountsCSV(t *testing.T) {
+	t.Parallel()
+	accts, err := erp.LoadAccountsCSV(bytes.NewReader(erp.SampleAccountsCSV))
+	if err != nil || len(accts) < 10 {
+		t.Fatalf("sample: %d %v", len(accts), err)
+	}
+	for _, bad := range []string{"", "number,name\n1,a\n", "account_number,name,status,price_tier\n,a,b,c\n", "account_number,name,status,price_tier\n1,a\n"} {
+		if _, err := erp.LoadAccountsCSV(strings.NewReader(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}

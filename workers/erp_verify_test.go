@@ -1,0 +1,87 @@
+package workers_test
+
+import (
+	"context"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/onboard-dev/onboard/internal/erp"
+	"github.com/onboard-dev/onboard/jobs"
+	"github.com/onboard-dev/onboard/store"
+	"github.com/onboard-dev/onboard/store/storetest"
+	"github.com/onboard-dev/onboard/workers"
+)
+
+func (f *fixture) verify(t *testing.T, c *store.Customer) error {
+	t.Helper()
+	job := jobs.NewERPVerify(f.tenant.ID.String(), c.ID.String(), "test", "k")
+	task, _ := jobs.Build(job.Type, job.ID, job.Payload)
+	mux := asynq.NewServeMux()
+	workers.Register(mux, f.deps)
+	return mux.ProcessTask(context.Background(), task)
+}
+
+func TestERPVerifyOutcomes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	sim := erp.NewSimulator([]erp.Account{{Number: "145722", Name: "Blue Yonder", Status: "active", PriceTier: "gold"}, {Number: "145723", Name: "Blue Yonder East", PriceTier: "gold"}, {Number: "145724"}, {Number: "145725"}})
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+	f.deps.ERP = erp.NewREST(srv.URL, "", nil)
+	ctx := context.Background()
+	newCust := func(accounts ...string) *store.Customer {
+		c := &store.Customer{TenantID: f.tenant.ID, CompanyName: "C", AccountNumbers: accounts, CreatedAt: t0, UpdatedAt: t0}
+		if err := store.InsertCustomer(ctx, f.db, c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	reload := func(c *store.Customer) *store.Customer {
+		got, err := store.GetCustomer(ctx, f.db, f.tenant.ID, c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+
+	known := newCust("145722", "145723")
+	if err := f.verify(t, known); err != nil {
+		t.Fatal(err)
+	}
+	if got := reload(known); got.ERPStatus != store.ERPVerified || got.ERPName != "Blue Yonder" || got.ERPPriceTier != "gold" || !got.ERPCheckedAt.Equal(t0) {
+		t.Fatalf("verified: %+v", got)
+	}
+
+	unknown := newCust("145724", "999")
+	if err := f.verify(t, unknown); err != nil {
+		t.Fatalf("not found must not retry: %v", err)
+	}
+	if got := reload(unknown); got.ERPStatus != store.ERPNotFound || got.ERPError == "" {
+		t.Fatalf("not found: %+v", got)
+	}
+
+	// Down, then up: the first run asks for a retry and records nothing;
+	// the retry verifies.
+	flaky := newCust("145725")
+	sim.FailNext(503, 1)
+	if err := f.verify(t, flaky); err == nil {
+		t.Fatal("ERP down: want an error so asynq retries")
+	}
+	if got := reload(flaky); got.ERPStatus != store.ERPUnverified {
+		t.Fatalf("after a transient failure: %s", got.ERPStatus)
+	}
+	if err := f.verify(t, flaky); err != nil {
+		t.Fatal(err)
+	}
+	if got := reload(flaky); got.ERPStatus != store.ERPVerified {
+		t.Fatalf("after the ERP came back: %s", got.ERPStatus)
+	}
+
+	// No ERP configured: recorded, no retry.
+	f.deps.ERP = nil
+	if err := f.verify(t, newCust("1")); err == nil {
+		t.Fatal("want a permanent error")
+	}
+}

@@ -1,0 +1,182 @@
+package workers_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+
+	"github.com/onboard-dev/onboard/internal/outbox"
+	"github.com/onboard-dev/onboard/internal/testenv"
+	"github.com/onboard-dev/onboard/jobs"
+	"github.com/onboard-dev/onboard/store"
+	"github.com/onboard-dev/onboard/store/storetest"
+	"github.com/onboard-dev/onboard/workers"
+)
+
+// sentInvitation stores a pending invitation whose first email went out at
+// sentAt, with the link valid for the tenant's TTL.
+func (f *fixture) sentInvitation(t *testing.T, account, email, status string, sentAt time.Time, sends int) *store.Invitation {
+	t.Helper()
+	d := f.pendingDelivery(t, account, email, status)
+	ctx := context.Background()
+	if _, err := f.db.NewUpdate().Model((*store.Delivery)(nil)).Set("state = ?", store.DeliverySent).Where("id = ?", d.ID).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.NewUpdate().Model((*store.Invitation)(nil)).
+		Set("send_count = ?", sends).Set("last_sent_at = ?", sentAt).Set("expires_at = ?", sentAt.Add(f.tenant.InviteTTL())).
+		Where("id = ?", d.InvitationID.UUID).Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := store.GetInvitation(ctx, f.db, f.tenant.ID, d.InvitationID.UUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv
+}
+
+func (f *fixture) run(t *testing.T, job jobs.Job) {
+	t.Helper()
+	task, _ := jobs.Build(job.Type, job.ID, job.Payload)
+	mux := asynq.NewServeMux()
+	workers.Register(mux, f.deps)
+	if err := mux.ProcessTask(context.Background(), task); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// queuedFor returns the invitations that have an email queued.
+func (f *fixture) queuedFor(t *testing.T) map[uuid.UUID]int {
+	t.Helper()
+	var ds []store.Delivery
+	if err := f.db.NewSelect().Model(&ds).Where("state = ?", store.DeliveryQueued).Scan(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	out := map[uuid.UUID]int{}
+	for _, d := range ds {
+		out[d.InvitationID.UUID]++
+	}
+	return out
+}
+
+func withDispatcher(t *testing.T, f *fixture) {
+	r := testenv.StartRedis(t)
+	c := asynq.NewClient(asynq.RedisClientOpt{Addr: r.Addr()})
+	t.Cleanup(func() { c.Close() })
+	f.deps.Dispatcher = &outbox.Dispatcher{DB: f.db, Client: c, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+func TestNightlyResendPolicy(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	withDispatcher(t, f)
+	night := t0.Add(10 * 24 * time.Hour)
+	f.deps.Now = func() time.Time { return night }
+	due := f.sentInvitation(t, "1", "due@example.com", store.CustomerActive, night.Add(-4*24*time.Hour), 1)
+	tooSoon := f.sentInvitation(t, "2", "soon@example.com", store.CustomerActive, night.Add(-2*24*time.Hour), 1)
+	// Resent three times already (four sends): the policy's limit.
+	exhausted := f.sentInvitation(t, "3", "done@example.com", store.CustomerActive, night.Add(-5*24*time.Hour), 4)
+	black := f.sentInvitation(t, "4", "black@example.com", store.CustomerBlacklisted, night.Add(-5*24*time.Hour), 1)
+	inactive := f.sentInvitation(t, "5", "inactive@example.com", store.CustomerInactive, night.Add(-5*24*time.Hour), 1)
+	expired := f.sentInvitation(t, "6", "expired@example.com", store.CustomerActive, night.Add(-20*24*time.Hour), 1)
+
+	f.run(t, jobs.NewScheduled(jobs.TypeInviteResend, night))
+	got := f.queuedFor(t)
+	if len(got) != 1 || got[due.ID] != 1 {
+		t.Fatalf("queued for %v, want only the due invitation %s (too soon %s, exhausted %s, blacklisted %s, inactive %s, expired %s)",
+			got, due.ID, tooSoon.ID, exhausted.ID, black.ID, inactive.ID, expired.ID)
+	}
+	// A re-run of the same night (a retry) queues nothing more.
+	f.run(t, jobs.NewScheduled(jobs.TypeInviteResend, night))
+	if got := f.queuedFor(t); len(got) != 1 || got[due.ID] != 1 {
+		t.Fatalf("re-run queued again: %v", got)
+	}
+	// The expiry sweep expires the invitation past its expiry only.
+	f.run(t, jobs.NewScheduled(jobs.TypeInviteExpire, night))
+	for inv, want := range map[*store.Invitation]string{expired: store.InvitationExpired, due: store.InvitationPending, tooSoon: store.InvitationPending} {
+		got, _ := store.GetInvitation(context.Background(), f.db, f.tenant.ID, inv.ID)
+		if got.State != want {
+			t.Errorf("%s: %s, want %s", inv.Email, got.State, want)
+		}
+	}
+}
+
+func TestTenantPolicyIsPerTenant(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	withDispatcher(t, f)
+	f.tenant.ResendIntervalHours = 24
+	f.tenant.ResendMax = 1
+	if err := store.UpdateTenantPolicy(context.Background(), f.db, f.tenant); err != nil {
+		t.Fatal(err)
+	}
+	night := t0.Add(10 * 24 * time.Hour)
+	f.deps.Now = func() time.Time { return night }
+	oneDay := f.sentInvitation(t, "1", "a@example.com", store.CustomerActive, night.Add(-25*time.Hour), 1)
+	resentOnce := f.sentInvitation(t, "2", "b@example.com", store.CustomerActive, night.Add(-25*time.Hour), 2)
+	f.run(t, jobs.NewScheduled(jobs.TypeInviteResend, night))
+	if got := f.queuedFor(t); len(got) != 1 || got[oneDay.ID] != 1 || got[resentOnce.ID] != 0 {
+		t.Fatalf("queued %v", got)
+	}
+}
+
+func TestResendAllPendingAndTheOldLinkStopsWorking(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	withDispatcher(t, f)
+	ctx := context.Background()
+	d := f.pendingDelivery(t, "1", "jane@example.com", store.CustomerActive)
+	if err := f.process(t, d); err != nil {
+		t.Fatal(err)
+	}
+	firstLink := f.fake.Messages()[0].Text
+	// "Resend all" ignores the interval: the invitation was sent just now.
+	f.run(t, jobs.NewResendAllPending(f.tenant.ID.String(), "req-1"))
+	var ds []*store.Delivery
+	if err := f.db.NewSelect().Model(&ds).Where("state = ?", store.DeliveryQueued).Scan(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 1 {
+		t.Fatalf("%d resends queued, want 1", len(ds))
+	}
+	f.deps.Now = func() time.Time { return t0.Add(time.Hour) }
+	if err := f.process(t, ds...); err != nil {
+		t.Fatal(err)
+	}
+	msgs := f.fake.Messages()
+	if len(msgs) != 2 || msgs[1].Text == firstLink {
+		t.Fatalf("%d emails; the resend must carry a new link", len(msgs))
+	}
+	oldTok, newTok := tokenIn(t, msgs[0].Text), tokenIn(t, msgs[1].Text)
+	if _, err := store.AcceptInvitation(ctx, f.db, f.tenant.ID, oldTok, t0.Add(2*time.Hour)); err == nil {
+		t.Fatal("the old link still works")
+	}
+	inv, _ := store.GetInvitation(ctx, f.db, f.tenant.ID, d.InvitationID.UUID)
+	if !inv.ExpiresAt.Equal(t0.Add(time.Hour).Add(f.tenant.InviteTTL())) || inv.SendCount != 2 {
+		t.Fatalf("after resend: expires %v, sends %d", inv.ExpiresAt, inv.SendCount)
+	}
+	if _, err := store.AcceptInvitation(ctx, f.db, f.tenant.ID, newTok, t0.Add(2*time.Hour)); err != nil {
+		t.Fatalf("the new link: %v", err)
+	}
+}
+
+func tokenIn(t *testing.T, text string) string {
+	t.Helper()
+	const marker = "token="
+	for i := 0; i+len(marker) < len(text); i++ {
+		if text[i:i+len(marker)] == marker {
+			j := i + len(marker)
+			k := j
+			for k < len(text) && text[k] != '\n' && text[k] != ' ' {
+				k++
+			}
+			return text[j:k]
+		}
+	}
+	t.Fatal("no link in the email")
+	return ""
+}
