@@ -267,6 +267,11 @@ func TestInviteEmailAcceptEndToEnd(t *testing.T) {
 	s := newSystem(t)
 	s.run("migrate")
 	key := s.newTenant("Parts Co")
+	var tenantID string
+	_ = s.db.NewSelect().Model((*store.Tenant)(nil)).Column("id").Limit(1).Scan(context.Background(), &tenantID)
+	if out := s.run("tenant", "policy", "--id", tenantID, "--resend-max", "5", "--resend-interval", "48h"); !strings.Contains(out, "resend_max=5") || !strings.Contains(out, "resend_interval=48h") {
+		t.Fatalf("tenant policy: %q", out)
+	}
 	s.start("api", "api")
 	s.start("worker", "worker")
 
@@ -365,7 +370,7 @@ func TestRedisDownWhileAPIAcceptsThenUp(t *testing.T) {
 
 func TestCommandsHelpAndErrors(t *testing.T) {
 	t.Parallel()
-	for _, sub := range [][]string{{"api"}, {"worker"}, {"scheduler"}, {"migrate"}, {"tenant", "create"}} {
+	for _, sub := range [][]string{{"api"}, {"worker"}, {"scheduler"}, {"migrate"}, {"tenant", "create"}, {"tenant", "policy"}} {
 		cmd := exec.Command(binary, append(sub, "--help")...)
 		out, err := cmd.CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "Usage: onboard") {

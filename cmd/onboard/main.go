@@ -30,7 +30,7 @@ func commands() []command {
 		{"worker", "run the asynq worker pool", runWorker},
 		{"scheduler", "run the cron schedules (nightly resend, expiry, ERP re-verification, outbox sweep)", runScheduler},
 		{"migrate", "apply database migrations (idempotent, safe to run concurrently)", runMigrate},
-		{"tenant", "manage tenants: tenant create --name NAME [--admin-email E]", runTenant},
+		{"tenant", "manage tenants: tenant create --name NAME [--admin-email E]; tenant policy --id ID …", runTenant},
 	}
 }
 

@@ -5,18 +5,26 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/onboard-dev/onboard/internal/emailaddr"
 	"github.com/onboard-dev/onboard/store"
 )
 
+const tenantUsage = "usage: onboard tenant create --name NAME [--admin-email E] | onboard tenant policy --id ID [--resend-max N] [--resend-interval D] [--invite-ttl D]"
+
 func runTenant(ctx context.Context, env *environment, args []string) error {
+	if len(args) > 0 && args[0] == "policy" {
+		return runTenantPolicy(ctx, env, args[1:])
+	}
 	if len(args) == 0 || args[0] != "create" {
 		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
-			fmt.Fprintln(env.stdout, "Usage: onboard tenant create --name NAME [--admin-email E]")
+			fmt.Fprintln(env.stdout, "Usage: onboard tenant create --name NAME [--admin-email E]\n       onboard tenant policy --id ID [--resend-max N] [--resend-interval D] [--invite-ttl D]")
 			return nil
 		}
-		return errors.New("tenant: usage: onboard tenant create --name NAME [--admin-email E]")
+		return errors.New("tenant: " + tenantUsage)
 	}
 	fs := newFlags(env, "tenant create", "Creates a tenant (a vendor) and prints its id and API key. The key is shown\nonce and stored only as a hash: keep it.")
 	name := fs.String("name", "", "the tenant's name, shown in invitation emails (required)")
@@ -47,5 +55,55 @@ func runTenant(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.stdout, "tenant_id=%s\napi_key=%s\n", t.ID, key)
+	return nil
+}
+
+func runTenantPolicy(ctx context.Context, env *environment, args []string) error {
+	fs := newFlags(env, "tenant policy", "Shows or changes a tenant's invitation policy: how long a link stays valid\nand how the nightly run resends pending invitations.")
+	id := fs.String("id", "", "the tenant id (required)")
+	resendMax := fs.Int("resend-max", -1, "resend a pending invitation at most this many times")
+	interval := fs.Duration("resend-interval", 0, "no sooner than this after the last send (e.g. 72h)")
+	ttl := fs.Duration("invite-ttl", 0, "how long a link stays valid after a send (e.g. 336h)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	tenantID, err := uuid.Parse(*id)
+	if err != nil {
+		return errors.New("tenant policy: --id must be a tenant id")
+	}
+	switch {
+	case *resendMax < -1 || *resendMax > 100:
+		return errors.New("tenant policy: --resend-max must be from 0 to 100")
+	case *interval < 0 || (*interval > 0 && *interval < time.Hour):
+		return errors.New("tenant policy: --resend-interval must be at least 1h")
+	case *ttl < 0 || (*ttl > 0 && *ttl < time.Hour):
+		return errors.New("tenant policy: --invite-ttl must be at least 1h")
+	}
+	cfg, err := loadConfig(env)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	t, err := store.TenantByID(ctx, db, tenantID)
+	if err != nil {
+		return err
+	}
+	if *resendMax >= 0 {
+		t.ResendMax = *resendMax
+	}
+	if *interval > 0 {
+		t.ResendIntervalHours = int(interval.Hours())
+	}
+	if *ttl > 0 {
+		t.InviteTTLHours = int(ttl.Hours())
+	}
+	if err := store.UpdateTenantPolicy(ctx, db, t); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "tenant_id=%s\nresend_max=%d\nresend_interval=%dh\ninvite_ttl=%dh\n", t.ID, t.ResendMax, t.ResendIntervalHours, t.InviteTTLHours)
 	return nil
 }
