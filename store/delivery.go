@@ -242,3 +242,26 @@ func InvitationsWithEmailInFlight(ctx context.Context, db bun.IDB, invs []*Invit
 	}
 	return out, nil
 }
+
+// MarkDeliveriesQueued shows on the deliveries' invitations that an email is
+// on its way.
+func MarkDeliveriesQueued(ctx context.Context, db bun.IDB, ds []*Delivery, now time.Time) error {
+	ids := make([]uuid.UUID, 0, len(ds))
+	for _, d := range ds {
+		if d.InvitationID.Valid {
+			ids = append(ids, d.InvitationID.UUID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := db.NewUpdate().Model((*Invitation)(nil)).ModelTableExpr("invitations").
+		Set("delivery_status = ?", DeliveryQueued).
+		Set("delivery_error = ''").
+		Set("updated_at = ?", now.UTC()).
+		Where("id IN (?)", bun.In(ids)).Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("mark deliveries queued: %w", err)
+	}
+	return nil
+}

@@ -32,6 +32,12 @@ func QueueEmails(ctx context.Context, tx bun.IDB, tenantID uuid.UUID, invs []*st
 		if err := store.InsertDeliveries(ctx, tx, ds); err != nil {
 			return nil, err
 		}
+		if err := store.MarkDeliveriesQueued(ctx, tx, ds, now); err != nil {
+			return nil, err
+		}
+		for _, inv := range chunk {
+			inv.DeliveryStatus = store.DeliveryQueued
+		}
 		job := jobs.NewInviteSend(tenantID.String(), ids)
 		if err := outbox.Record(ctx, tx, tenantID, now, job); err != nil {
 			return nil, err
