@@ -12,19 +12,11 @@ import (
 	"github.com/onboard-dev/onboard/internal/api"
 	"github.com/onboard-dev/onboard/internal/monitor"
 	"github.com/onboard-dev/onboard/internal/outbox"
-	"github.com/onboard-dev/onboard/store"
 )
 
 func runAPI(ctx context.Context, env *environment, args []string) error {
 	fs := newFlags(env, "api", "Serves the HTTP API on HTTP_ADDR, with the asynqmon dashboard at /monitor.\nOn SIGTERM it stops accepting connections and drains the open requests.")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(env)
-	if err != nil {
-		return err
-	}
-	db, err := store.Open(ctx, cfg.DatabaseURL)
+	cfg, db, err := setup(ctx, env, fs, args)
 	if err != nil {
 		return err
 	}

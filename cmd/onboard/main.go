@@ -15,7 +15,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"github.com/onboard-dev/onboard/internal/config"
+	"github.com/onboard-dev/onboard/store"
 )
 
 type command struct {
@@ -134,3 +137,20 @@ func newLogger(w io.Writer, format, level string) *slog.Logger {
 }
 
 func now() time.Time { return time.Now() }
+
+// setup parses a subcommand's flags, loads the configuration and opens the
+// database: the start of every subcommand that touches state.
+func setup(ctx context.Context, env *environment, fs *flag.FlagSet, args []string) (*config.Config, *bun.DB, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, err
+	}
+	cfg, err := loadConfig(env)
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := store.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, db, nil
+}

@@ -10,14 +10,7 @@ import (
 
 func runMigrate(ctx context.Context, env *environment, args []string) error {
 	fs := newFlags(env, "migrate", "Applies the database migrations to DATABASE_URL. Idempotent and safe to run\nfrom several processes at once (Postgres advisory lock).")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(env)
-	if err != nil {
-		return err
-	}
-	db, err := store.Open(ctx, cfg.DatabaseURL)
+	_, db, err := setup(ctx, env, fs, args)
 	if err != nil {
 		return err
 	}

@@ -11,19 +11,11 @@ import (
 	"github.com/onboard-dev/onboard/internal/config"
 	"github.com/onboard-dev/onboard/internal/outbox"
 	"github.com/onboard-dev/onboard/jobs"
-	"github.com/onboard-dev/onboard/store"
 )
 
 func runScheduler(ctx context.Context, env *environment, args []string) error {
 	fs := newFlags(env, "scheduler", "Runs the cron schedules: the nightly resend (RESEND_SCHEDULE), the expiry\nsweep (EXPIRY_SCHEDULE), ERP re-verification (ERP_REVERIFY_SCHEDULE) and the\noutbox sweep (OUTBOX_SWEEP_SCHEDULE).\nAny number of schedulers may run: each scheduled run is recorded under a\ntask id naming its slot, so it is enqueued once, and the outbox sweep is\nidempotent.")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(env)
-	if err != nil {
-		return err
-	}
-	db, err := store.Open(ctx, cfg.DatabaseURL)
+	cfg, db, err := setup(ctx, env, fs, args)
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,8 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Checked before connecting: a worker that cannot send is a
+	// configuration error, whatever the database says.
 	if err := cfg.RequireMail(); err != nil {
 		return err
 	}
