@@ -201,24 +201,6 @@ func FailDeliveries(ctx context.Context, db bun.IDB, ids []uuid.UUID, reason str
 	return nil
 }
 
-// DeliveryCounts tallies deliveries by state (for tests and metrics).
-func DeliveryCounts(ctx context.Context, db bun.IDB, tenantID uuid.UUID) (map[string]int, error) {
-	var rows []struct {
-		State string `bun:"state"`
-		N     int    `bun:"n"`
-	}
-	err := db.NewSelect().Model((*Delivery)(nil)).Column("state").ColumnExpr("COUNT(*) AS n").
-		Where("tenant_id = ?", tenantID).Group("state").Scan(ctx, &rows)
-	if err != nil {
-		return nil, fmt.Errorf("delivery counts: %w", err)
-	}
-	out := map[string]int{}
-	for _, r := range rows {
-		out[r.State] = r.N
-	}
-	return out, nil
-}
-
 // InvitationsWithEmailInFlight tells which of the invitations have an email
 // queued or being sent.
 func InvitationsWithEmailInFlight(ctx context.Context, db bun.IDB, invs []*Invitation) (map[uuid.UUID]bool, error) {

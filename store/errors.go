@@ -10,15 +10,14 @@ import (
 
 // Sentinels callers branch on with errors.Is.
 var (
-	ErrNotFound        = errors.New("not found")
-	ErrEmailInUse      = errors.New("Provided email address is already in use")
-	ErrAccountInUse    = errors.New("account number already belongs to another customer")
-	ErrAlreadyInvited  = errors.New("the customer's initial contact has already been invited")
-	ErrNotInvitable    = errors.New("customer cannot be invited")
-	ErrInvalidState    = errors.New("invalid state for this operation")
-	ErrTokenGone       = errors.New("invitation link is no longer valid")
-	ErrDeliveryLeased  = errors.New("delivery is being sent by another worker")
-	ErrDuplicateImport = errors.New("import already exists")
+	ErrNotFound       = errors.New("not found")
+	ErrEmailInUse     = errors.New("Provided email address is already in use")
+	ErrAccountInUse   = errors.New("account number already belongs to another customer")
+	ErrAlreadyInvited = errors.New("the customer's initial contact has already been invited")
+	ErrNotInvitable   = errors.New("customer cannot be invited")
+	ErrInvalidState   = errors.New("invalid state for this operation")
+	ErrTokenGone      = errors.New("invitation link is no longer valid")
+	ErrDeliveryLeased = errors.New("delivery is being sent by another worker")
 )
 
 // uniqueViolation reports whether err is a unique-constraint violation and, if

@@ -91,19 +91,6 @@ func OutboxUnfinished(ctx context.Context, db bun.IDB, before time.Time, afterTa
 	return tasks, nil
 }
 
-// OutboxBacklog counts tasks not completed (a metric).
-func OutboxBacklog(ctx context.Context, db bun.IDB) (notEnqueued, unfinished int64, err error) {
-	notEnqueued, err = db.NewSelect().Model((*OutboxTask)(nil)).Where("enqueued_at IS NULL").Count(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("outbox backlog: %w", err)
-	}
-	unfinished, err = db.NewSelect().Model((*OutboxTask)(nil)).Where("completed_at IS NULL").Count(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("outbox backlog: %w", err)
-	}
-	return notEnqueued, unfinished, nil
-}
-
 // PurgeCompletedOutbox deletes tasks completed before `before`.
 func PurgeCompletedOutbox(ctx context.Context, db bun.IDB, before time.Time) (int64, error) {
 	res, err := db.NewDelete().Model((*OutboxTask)(nil)).

@@ -7,11 +7,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/onboard-dev/onboard/internal/api"
 	"github.com/onboard-dev/onboard/internal/monitor"
-	"github.com/onboard-dev/onboard/internal/outbox"
 )
 
 func runAPI(ctx context.Context, env *environment, args []string) error {
@@ -21,10 +18,8 @@ func runAPI(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer db.Close()
-	client := asynq.NewClient(cfg.Redis)
-	defer client.Close()
-	inspector := asynq.NewInspector(cfg.Redis)
-	defer inspector.Close()
+	dispatcher, closeDispatcher := newDispatcher(cfg, db, env)
+	defer closeDispatcher()
 
 	mon, closeMon := monitor.New(monitor.Options{Redis: cfg.Redis, User: cfg.MonitorUser, Password: cfg.MonitorPassword, ReadOnly: cfg.MonitorReadonly})
 	defer closeMon()
@@ -32,10 +27,10 @@ func runAPI(ctx context.Context, env *environment, args []string) error {
 	srv := &api.Server{
 		Monitor:    mon,
 		DB:         db,
-		Dispatcher: &outbox.Dispatcher{DB: db, Client: client, Inspector: inspector, Log: env.log},
+		Dispatcher: dispatcher,
 		Log:        env.log,
 		Now:        time.Now,
-		Ready:      func(ctx context.Context) error { return client.Ping() },
+		Ready:      func(ctx context.Context) error { return dispatcher.Client.Ping() },
 	}
 	return serveHTTP(ctx, env, cfg.HTTPAddr, srv.Handler(), cfg.ShutdownTimeout)
 }

@@ -15,9 +15,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
 
 	"github.com/onboard-dev/onboard/internal/config"
+	"github.com/onboard-dev/onboard/internal/outbox"
 	"github.com/onboard-dev/onboard/store"
 )
 
@@ -153,4 +155,13 @@ func setup(ctx context.Context, env *environment, fs *flag.FlagSet, args []strin
 		return nil, nil, err
 	}
 	return cfg, db, nil
+}
+
+// newDispatcher connects the outbox to Redis; close releases the
+// connections.
+func newDispatcher(cfg *config.Config, db *bun.DB, env *environment) (d *outbox.Dispatcher, close func()) {
+	client := asynq.NewClient(cfg.Redis)
+	inspector := asynq.NewInspector(cfg.Redis)
+	d = &outbox.Dispatcher{DB: db, Client: client, Inspector: inspector, Log: env.log}
+	return d, func() { client.Close(); inspector.Close() }
 }

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/hibiken/asynq"
 	"github.com/robfig/cron/v3"
 
 	"github.com/onboard-dev/onboard/internal/config"
@@ -20,11 +19,8 @@ func runScheduler(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer db.Close()
-	client := asynq.NewClient(cfg.Redis)
-	defer client.Close()
-	inspector := asynq.NewInspector(cfg.Redis)
-	defer inspector.Close()
-	dispatcher := &outbox.Dispatcher{DB: db, Client: client, Inspector: inspector, Log: env.log}
+	dispatcher, closeDispatcher := newDispatcher(cfg, db, env)
+	defer closeDispatcher()
 
 	c := cron.New(cron.WithParser(config.CronParser), cron.WithLocation(time.UTC),
 		cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))

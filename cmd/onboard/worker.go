@@ -12,7 +12,6 @@ import (
 	"github.com/onboard-dev/onboard/internal/asynqslog"
 	"github.com/onboard-dev/onboard/internal/erp"
 	"github.com/onboard-dev/onboard/internal/mail"
-	"github.com/onboard-dev/onboard/internal/outbox"
 	"github.com/onboard-dev/onboard/internal/semaphore"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
@@ -49,9 +48,9 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 		From:      mail.Address{Email: cfg.MailFrom, Name: cfg.MailFromName},
 		SendLease: cfg.DeliveryLease,
 	}
-	asynqClient := asynq.NewClient(cfg.Redis)
-	defer asynqClient.Close()
-	deps.Dispatcher = &outbox.Dispatcher{DB: db, Client: asynqClient, Log: env.log}
+	dispatcher, closeDispatcher := newDispatcher(cfg, db, env)
+	defer closeDispatcher()
+	deps.Dispatcher = dispatcher
 	if cfg.ERPURL != "" {
 		deps.ERP = erp.NewREST(cfg.ERPURL, cfg.ERPToken, &http.Client{Timeout: erpTimeout})
 		rc, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
