@@ -1,0 +1,203 @@
+package importer
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/text/encoding/unicode"
+	"golang.org/x/text/transform"
+)
+
+// sniffSize is how much of the file decides its encoding and delimiter.
+const sniffSize = 64 << 10
+
+// MaxLineBytes bounds one line of a CSV file, so that a file with no line
+// breaks cannot hold the worker's memory.
+const MaxLineBytes = 1 << 20
+
+// CSVReader streams the rows of a CSV file.
+type CSVReader struct {
+	r        *csv.Reader
+	cols     columns
+	lastRow  int // spreadsheet row of the last record
+	lastEnd  int // physical line where the last record ended
+	Encoding string
+	Delim    rune
+}
+
+// OpenCSV reads the header of a CSV upload and returns a reader of its rows.
+// Encodings: UTF-8 with or without BOM, UTF-16 with BOM, and Windows-1252
+// for bytes that are not UTF-8 (what Excel writes as "CSV" on Windows).
+// Delimiters: comma, semicolon or tab, whichever splits the header most.
+func OpenCSV(src io.Reader) (*CSVReader, error) {
+	br := bufio.NewReaderSize(src, sniffSize)
+	head, err := br.Peek(sniffSize)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+		return nil, fmt.Errorf("read the file: %w", err)
+	}
+	if len(bytes.TrimSpace(head)) == 0 {
+		return nil, fileError("the file is empty")
+	}
+	var text io.Reader
+	var enc string
+	switch {
+	case bytes.HasPrefix(head, []byte{0xEF, 0xBB, 0xBF}):
+		_, _ = br.Discard(3)
+		text, enc = br, "UTF-8 (BOM)"
+	case bytes.HasPrefix(head, []byte{0xFF, 0xFE}), bytes.HasPrefix(head, []byte{0xFE, 0xFF}):
+		text = transform.NewReader(br, unicode.UTF16(unicode.BigEndian, unicode.ExpectBOM).NewDecoder())
+		enc = "UTF-16"
+	case bytes.IndexByte(head, 0) >= 0:
+		return nil, fileError("the file is neither CSV text nor XLSX")
+	case utf8.Valid(trimPartialRune(head)):
+		text, enc = br, "UTF-8"
+	default:
+		text, enc = transform.NewReader(br, charmap.Windows1252.NewDecoder()), "Windows-1252"
+	}
+	limited := &lineLimiter{r: text}
+	tb := bufio.NewReaderSize(limited, sniffSize)
+	sample, _ := tb.Peek(sniffSize)
+	delim := detectDelimiter(sample)
+
+	cr := csv.NewReader(tb)
+	cr.Comma = delim
+	cr.FieldsPerRecord = -1 // ragged rows are that row's error, not the file's
+	cr.LazyQuotes = true    // a stray quote (5" pipe) is text, as Excel reads it
+	cr.ReuseRecord = true
+	header, err := cr.Read()
+	if err != nil {
+		if limited.err != nil {
+			return nil, limited.err
+		}
+		return nil, fileError("cannot read the header row: %v", err)
+	}
+	cols, err := mapHeader(header)
+	if err != nil {
+		return nil, err
+	}
+	r := &CSVReader{r: cr, cols: cols, lastRow: 1, Encoding: enc, Delim: delim}
+	line, _ := cr.FieldPos(0)
+	r.lastEnd = line + newlines(header)
+	return r, nil
+}
+
+// Next returns the next row, io.EOF at the end. Blank lines are skipped but
+// still counted, so row numbers match what a spreadsheet shows.
+func (r *CSVReader) Next() (Row, error) {
+	for {
+		rec, err := r.r.Read()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return Row{}, io.EOF
+			}
+			var lerr *lineTooLong
+			if errors.As(err, &lerr) {
+				return Row{}, fileError("row %d is longer than %d bytes", r.lastRow+1, MaxLineBytes)
+			}
+			return Row{}, fileError("row %d: %v", r.lastRow+1, err)
+		}
+		start, _ := r.r.FieldPos(0)
+		r.lastRow += start - r.lastEnd // one row per physical line between records, blank ones included
+		r.lastEnd = start + newlines(rec)
+		if blank(rec) {
+			continue
+		}
+		return r.cols.row(r.lastRow, rec), nil
+	}
+}
+
+// Close releases nothing for CSV; it makes CSVReader a Reader.
+func (r *CSVReader) Close() error { return nil }
+
+func blank(rec []string) bool {
+	for _, f := range rec {
+		if strings.TrimSpace(f) != "" {
+			return false
+		}
+	}
+	return true
+}
+
+func newlines(rec []string) int {
+	n := 0
+	for _, f := range rec {
+		n += strings.Count(f, "\n")
+	}
+	return n
+}
+
+// trimPartialRune drops a rune cut in half by the end of the sniffed bytes.
+func trimPartialRune(b []byte) []byte {
+	for i := 1; i <= 3 && i <= len(b); i++ {
+		if utf8.RuneStart(b[len(b)-i]) {
+			if !utf8.FullRune(b[len(b)-i:]) {
+				return b[:len(b)-i]
+			}
+			break
+		}
+	}
+	return b
+}
+
+// detectDelimiter counts comma, semicolon and tab outside quotes on the
+// first line and takes the most frequent (comma on a tie).
+func detectDelimiter(sample []byte) rune {
+	counts := map[rune]int{}
+	inQuotes := false
+	for _, c := range string(sample) {
+		if c == '"' {
+			inQuotes = !inQuotes
+			continue
+		}
+		if inQuotes {
+			continue
+		}
+		if c == '\n' || c == '\r' {
+			break
+		}
+		if c == ',' || c == ';' || c == '\t' {
+			counts[c]++
+		}
+	}
+	best := ','
+	for _, d := range []rune{';', '\t'} {
+		if counts[d] > counts[best] {
+			best = d
+		}
+	}
+	return best
+}
+
+type lineTooLong struct{}
+
+func (*lineTooLong) Error() string { return "line too long" }
+
+// lineLimiter fails a read once MaxLineBytes pass without a line break.
+type lineLimiter struct {
+	r   io.Reader
+	run int
+	err error
+}
+
+func (l *lineLimiter) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
+	n, err := l.r.Read(p)
+	for _, c := range p[:n] {
+		if c == '\n' {
+			l.run = 0
+		} else if l.run++; l.run > MaxLineBytes {
+			l.err = &lineTooLong{}
+			return 0, l.err
+		}
+	}
+	return n, err
+}

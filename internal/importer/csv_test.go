@@ -1,0 +1,262 @@
+package importer
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/text/encoding/unicode"
+)
+
+func readAll(t *testing.T, data []byte) ([]Row, error) {
+	t.Helper()
+	r, err := OpenCSV(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
+	var rows []Row
+	for {
+		row, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return rows, nil
+		}
+		if err != nil {
+			return rows, err
+		}
+		rows = append(rows, row)
+	}
+}
+
+func utf16(t *testing.T, s string, e unicode.Endianness) []byte {
+	t.Helper()
+	b, err := unicode.UTF16(e, unicode.UseBOM).NewEncoder().Bytes([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestEncodingsDelimitersAndLineEndings(t *testing.T) {
+	t.Parallel()
+	const text = "Account Number,Customer Email,Customer First Name,Customer Last Name\n145722,jose@example.com,José,Müller\n145723,ann@example.com,Ann,Lee\n"
+	win1252, err := charmap.Windows1252.NewEncoder().Bytes([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"utf-8", []byte(text)},
+		{"utf-8 bom", append([]byte{0xEF, 0xBB, 0xBF}, text...)},
+		{"utf-16le bom", utf16(t, text, unicode.LittleEndian)},
+		{"utf-16be bom", utf16(t, text, unicode.BigEndian)},
+		{"windows-1252", win1252},
+		{"crlf", []byte(strings.ReplaceAll(text, "\n", "\r\n"))},
+		{"semicolon", []byte(strings.ReplaceAll(text, ",", ";"))},
+		{"tab", []byte(strings.ReplaceAll(text, ",", "\t"))},
+		{"semicolon crlf bom", append([]byte{0xEF, 0xBB, 0xBF}, strings.ReplaceAll(strings.ReplaceAll(text, ",", ";"), "\n", "\r\n")...)},
+	} {
+		rows, err := readAll(t, tc.data)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if len(rows) != 2 || rows[0] != (Row{Number: 2, AccountNumber: "145722", Email: "jose@example.com", FirstName: "José", LastName: "Müller"}) || rows[1].Number != 3 {
+			t.Errorf("%s: %+v", tc.name, rows)
+		}
+	}
+}
+
+func TestHeadersByNameInAnyOrder(t *testing.T) {
+	t.Parallel()
+	for _, header := range []string{
+		"Email,Notes,Account #,First Name",
+		"E-MAIL ADDRESS,notes,account_number,firstname",
+		"customer_email,notes,AccountNumber,Given Name",
+		" Customer Email , Notes ,Acct #,Customer First Name",
+	} {
+		rows, err := readAll(t, []byte(header+"\njane@example.com,ignored,100,Jane\n"))
+		if err != nil || len(rows) != 1 || rows[0].AccountNumber != "100" || rows[0].Email != "jane@example.com" || rows[0].FirstName != "Jane" {
+			t.Errorf("%q: %+v %v", header, rows, err)
+		}
+	}
+}
+
+func TestFileErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, data, want string }{
+		{"missing email column", "Account Number,Name\n1,x\n", `missing required column "Customer Email"`},
+		{"missing both", "Name,Phone\nx,1\n", `"Account Number" and "Customer Email"`},
+		{"duplicate column", "Email,E-mail,Account\n", `both "Customer Email"`},
+		{"empty", "  \n\n", "the file is empty"},
+		{"binary", "PK\x00\x00garbage", "neither CSV"},
+	} {
+		_, err := readAll(t, []byte(tc.data))
+		if !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want a file error containing %q", tc.name, err, tc.want)
+		}
+	}
+	if rows, err := readAll(t, []byte("Account Number,Customer Email\n")); err != nil || len(rows) != 0 {
+		t.Errorf("header only: %v %v, want zero rows", rows, err)
+	}
+}
+
+func TestRowNumbersAsASpreadsheetShowsThem(t *testing.T) {
+	t.Parallel()
+	data := "Account Number,Customer Email,Customer First Name\n" +
+		"1,a@example.com,\"Two\nLines\"\n" + // row 2, spans two lines of the file
+		"\n" + // row 3, blank
+		"2,b@example.com,B\n" + // row 4
+		",,\n" + // row 5, blank cells
+		"3,c@example.com\n" + // row 6, ragged
+		"4,d@example.com,D,extra\n" + // row 7, ragged with a value past the header
+		"5,e@example.com,E,\n" // row 8, an empty trailing field is fine
+	rows, err := readAll(t, []byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		n      int
+		ragged bool
+	}{{2, false}, {4, false}, {6, true}, {7, true}, {8, false}}
+	if len(rows) != len(want) {
+		t.Fatalf("%d rows: %+v", len(rows), rows)
+	}
+	for i, w := range want {
+		if rows[i].Number != w.n || (rows[i].Err != nil) != w.ragged {
+			t.Errorf("row %d: %+v, want number %d ragged %v", i, rows[i], w.n, w.ragged)
+		}
+	}
+	if rows[0].FirstName != "Two\nLines" {
+		t.Errorf("embedded newline: %q", rows[0].FirstName)
+	}
+}
+
+func TestALineWithoutEndFailsTheFileNotTheWorker(t *testing.T) {
+	t.Parallel()
+	data := "Account Number,Customer Email\n1," + strings.Repeat("x", MaxLineBytes+10)
+	_, err := readAll(t, []byte(data))
+	if !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), "longer than") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestValidateMessages(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		row  Row
+		want []FieldError
+	}{
+		{Row{AccountNumber: "1", Email: "a@example.com"}, nil},
+		{Row{AccountNumber: "1"}, []FieldError{{ColEmail, "Customer Email field must not be empty"}}},
+		{Row{AccountNumber: "1", Email: "not an email"}, []FieldError{{ColEmail, "Customer Email must be valid"}}},
+		{Row{Email: "a@example.com"}, []FieldError{{ColAccountNumber, "Account Number field must not be empty"}}},
+		{Row{}, []FieldError{{ColAccountNumber, MsgAccountEmpty}, {ColEmail, MsgEmailEmpty}}},
+	} {
+		got := Validate(tc.row)
+		if len(got) != len(tc.want) {
+			t.Errorf("%+v: %v, want %v", tc.row, got, tc.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != tc.want[i] {
+				t.Errorf("%+v: %v, want %v", tc.row, got, tc.want)
+			}
+		}
+	}
+}
+
+func TestTemplateReadsBack(t *testing.T) {
+	t.Parallel()
+	rows, err := readAll(t, TemplateCSV())
+	if err != nil || len(rows) != 1 || len(Validate(rows[0])) != 0 {
+		t.Fatalf("template: %+v %v", rows, err)
+	}
+}
+
+// genCSV produces a CSV of n rows on the fly, without holding it.
+type genCSV struct {
+	n, i int
+	buf  []byte
+}
+
+func (g *genCSV) Read(p []byte) (int, error) {
+	for len(g.buf) < len(p) && g.i <= g.n {
+		if g.i == 0 {
+			g.buf = append(g.buf, "Account Number,Customer Email,Customer First Name,Customer Last Name\n"...)
+		} else {
+			g.buf = append(g.buf, []byte(strings.Repeat("9", 6)+","+"user"+itoa(g.i)+"@example.com,First,Last\n")...)
+		}
+		g.i++
+	}
+	if len(g.buf) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, g.buf)
+	g.buf = g.buf[n:]
+	return n, nil
+}
+
+func itoa(i int) string {
+	var b [20]byte
+	p := len(b)
+	for i > 0 || p == len(b) {
+		p--
+		b[p] = byte('0' + i%10)
+		i /= 10
+	}
+	return string(b[p:])
+}
+
+// BenchmarkCSVReader reads a generated 100,000-row CSV; allocations per row
+// stay constant whatever the size (the reader streams).
+func BenchmarkCSVReader(b *testing.B) {
+	b.ReportAllocs()
+	for range b.N {
+		r, err := OpenCSV(&genCSV{n: 100_000})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n := 0
+		for {
+			if _, err := r.Next(); err != nil {
+				break
+			}
+			n++
+		}
+		if n != 100_000 {
+			b.Fatalf("%d rows", n)
+		}
+	}
+}
+
+func FuzzCSV(f *testing.F) {
+	f.Add([]byte("Account Number,Customer Email\n1,a@example.com\n"))
+	f.Add([]byte("Email;Account\n\"a\nb\";1\n\n;\n"))
+	f.Add(append([]byte{0xFF, 0xFE}, []byte("A\x00,\x00")...))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := OpenCSV(bytes.NewReader(data))
+		if err != nil {
+			if !errors.Is(err, ErrFile) {
+				t.Fatalf("open error is not a file error: %v", err)
+			}
+			return
+		}
+		last := 1
+		for {
+			row, err := r.Next()
+			if err != nil {
+				return
+			}
+			if row.Number <= last {
+				t.Fatalf("row numbers not increasing: %d after %d", row.Number, last)
+			}
+			last = row.Number
+			_ = Validate(row)
+		}
+	})
+}

@@ -1,0 +1,176 @@
+// Package importer reads the customer files vendors upload, as people make
+// them: CSV in the encodings and dialects spreadsheet programs write, with
+// the columns found by name. It streams: one row at a time, whatever the
+// size of the file. It also owns the per-row rules and their messages.
+package importer
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/onboard-dev/onboard/internal/emailaddr"
+)
+
+// The columns of the template, also the field names of row errors.
+const (
+	ColAccountNumber = "Account Number"
+	ColEmail         = "Customer Email"
+	ColFirstName     = "Customer First Name"
+	ColLastName      = "Customer Last Name"
+)
+
+// TemplateHeader is the header of the downloadable template, and the column
+// order of every file onboard writes back (error logs, failed rows).
+var TemplateHeader = []string{ColAccountNumber, ColEmail, ColFirstName, ColLastName}
+
+// TemplateCSV is the downloadable template: the header and one example row.
+func TemplateCSV() []byte {
+	return []byte(strings.Join(TemplateHeader, ",") + "\r\n100234,jane.doe@example.com,Jane,Doe\r\n")
+}
+
+// The row messages of the product, word for word.
+const (
+	MsgEmailEmpty   = "Customer Email field must not be empty"
+	MsgEmailInvalid = "Customer Email must be valid"
+	MsgAccountEmpty = "Account Number field must not be empty"
+	MsgEmailInUse   = "Provided email address is already in use"
+)
+
+// FieldError is one problem of one row.
+type FieldError struct {
+	Field   string // a template column, or "" for the row as a whole
+	Message string
+}
+
+// Row is one data row of the file.
+type Row struct {
+	// Number is the row as a spreadsheet shows it: the header is row 1.
+	Number int
+
+	AccountNumber string
+	Email         string
+	FirstName     string
+	LastName      string
+
+	// Err is a problem with the row's shape (a ragged row); the row is still
+	// returned so that it is logged, never silently dropped.
+	Err *FieldError
+}
+
+// Values are the row's values in template column order.
+func (r Row) Values() []string {
+	return []string{r.AccountNumber, r.Email, r.FirstName, r.LastName}
+}
+
+// Validate applies the rules that need nothing but the row itself. The
+// caller adds MsgEmailInUse, which needs the database and the earlier rows.
+func Validate(r Row) []FieldError {
+	var errs []FieldError
+	if r.Err != nil {
+		errs = append(errs, *r.Err)
+	}
+	if r.AccountNumber == "" {
+		errs = append(errs, FieldError{ColAccountNumber, MsgAccountEmpty})
+	}
+	switch {
+	case r.Email == "":
+		errs = append(errs, FieldError{ColEmail, MsgEmailEmpty})
+	case emailaddr.Validate(r.Email) != nil:
+		errs = append(errs, FieldError{ColEmail, MsgEmailInvalid})
+	}
+	return errs
+}
+
+// ErrFile marks a problem with the file as a whole: the import fails with
+// its message and no row is processed.
+var ErrFile = errors.New("the file cannot be imported")
+
+func fileError(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrFile, fmt.Sprintf(format, args...))
+}
+
+// aliases maps a header, folded (see fold), to its column.
+var aliases = func() map[string]string {
+	m := map[string]string{}
+	for col, names := range map[string][]string{
+		ColAccountNumber: {"Account Number", "Account #", "Account No", "Account No.", "Acct #", "Acct No", "account_number", "AccountNumber", "Account", "Customer Account Number", "Customer Account", "ERP Account", "Account ID"},
+		ColEmail:         {"Customer Email", "Email", "E-mail", "Email Address", "E-mail Address", "customer_email", "Contact Email", "Customer E-mail"},
+		ColFirstName:     {"Customer First Name", "First Name", "firstname", "first_name", "Given Name", "Contact First Name"},
+		ColLastName:      {"Customer Last Name", "Last Name", "lastname", "last_name", "Surname", "Family Name", "Contact Last Name"},
+	} {
+		for _, n := range names {
+			m[fold(n)] = col
+		}
+	}
+	return m
+}()
+
+// fold makes headers comparable: case, spaces, underscores, hyphens and dots
+// do not matter, and "#" reads as "number".
+func fold(h string) string {
+	h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
+	h = strings.ReplaceAll(h, "#", "number")
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '\t', '_', '-', '.', '\u00a0':
+			return -1
+		}
+		return r
+	}, h)
+}
+
+// columns maps a header row to the index of each known column.
+type columns struct {
+	index   map[string]int
+	nHeader int
+}
+
+func mapHeader(header []string) (columns, error) {
+	c := columns{index: map[string]int{}, nHeader: len(header)}
+	for i, h := range header {
+		col, ok := aliases[fold(h)]
+		if !ok {
+			continue // unknown columns are ignored
+		}
+		if j, dup := c.index[col]; dup {
+			return c, fileError("columns %d and %d are both %q", j+1, i+1, col)
+		}
+		c.index[col] = i
+	}
+	var missing []string
+	for _, col := range []string{ColAccountNumber, ColEmail} {
+		if _, ok := c.index[col]; !ok {
+			missing = append(missing, fmt.Sprintf("%q", col))
+		}
+	}
+	if len(missing) > 0 {
+		return c, fileError("missing required column %s (the first row must be the header: %s)", strings.Join(missing, " and "), strings.Join(TemplateHeader, ", "))
+	}
+	return c, nil
+}
+
+// row builds a Row from a record.
+func (c columns) row(number int, rec []string) Row {
+	r := Row{Number: number}
+	get := func(col string) string {
+		i, ok := c.index[col]
+		if !ok || i >= len(rec) {
+			return ""
+		}
+		return strings.TrimSpace(rec[i])
+	}
+	r.AccountNumber, r.Email = get(ColAccountNumber), strings.Trim(get(ColEmail), " \t")
+	r.FirstName, r.LastName = get(ColFirstName), get(ColLastName)
+	if len(rec) < c.nHeader {
+		r.Err = &FieldError{Message: fmt.Sprintf("the row has %d fields; the header has %d", len(rec), c.nHeader)}
+	} else {
+		for _, extra := range rec[c.nHeader:] {
+			if strings.TrimSpace(extra) != "" {
+				r.Err = &FieldError{Message: fmt.Sprintf("the row has %d fields; the header has %d", len(rec), c.nHeader)}
+				break
+			}
+		}
+	}
+	return r
+}
