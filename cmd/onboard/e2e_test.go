@@ -118,7 +118,7 @@ func newSystemB(t testing.TB, extraEnv ...string) *system {
 	}, extraEnv...)
 	t.Cleanup(func() {
 		for name := range s.procs {
-			s.stop(name)
+			_ = s.stop(name)
 		}
 		if t.Failed() {
 			for name, l := range s.logs {
@@ -154,21 +154,26 @@ func (s *system) start(name string, args ...string) {
 	}
 }
 
-func (s *system) stop(name string) {
+// stop sends SIGTERM and waits for the process to exit; it returns the
+// exit error (nil for a clean, graceful exit).
+func (s *system) stop(name string) error {
 	cmd := s.procs[name]
 	if cmd == nil {
-		return
+		return nil
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
 	select {
-	case <-done:
+	case err = <-done:
 	case <-time.After(20 * time.Second):
 		_ = cmd.Process.Kill()
 		<-done
+		err = fmt.Errorf("%s did not stop within 20s of SIGTERM", name)
 	}
 	delete(s.procs, name)
+	return err
 }
 
 func (s *system) kill(name string) {
@@ -295,6 +300,15 @@ func TestInviteEmailAcceptEndToEnd(t *testing.T) {
 	}
 	if code, _ := s.do(key, "POST", "/v1/invitations/accept", map[string]any{"token": tokenOf(t, m)}); code != 410 {
 		t.Fatalf("second accept: %d, want 410", code)
+	}
+	// SIGTERM: both processes drain and exit cleanly.
+	for _, name := range []string{"worker", "api"} {
+		if err := s.stop(name); err != nil {
+			t.Errorf("%s on SIGTERM: %v", name, err)
+		}
+	}
+	if !strings.Contains(s.logs["worker"].String(), "All workers have finished") || !strings.Contains(s.logs["api"].String(), "api draining") {
+		t.Error("the processes did not shut down gracefully")
 	}
 }
 

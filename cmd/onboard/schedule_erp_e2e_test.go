@@ -27,8 +27,8 @@ func TestTwoSchedulersEnqueueEachRunOnce(t *testing.T) {
 	testenv.Eventually(t, 60*time.Second, "three nightly-resend runs", func() bool {
 		return len(runRE.FindAllString(s.logs["worker"].String(), -1)) >= 3
 	})
-	s.stop("scheduler-1")
-	s.stop("scheduler-2")
+	_ = s.stop("scheduler-1")
+	_ = s.stop("scheduler-2")
 	runs := map[string]int{}
 	for _, m := range runRE.FindAllStringSubmatch(s.logs["worker"].String(), -1) {
 		runs[m[1]]++
