@@ -1,0 +1,200 @@
+package importer
+
+import (
+	"archive/zip"
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/xuri/excelize/v2"
+)
+
+func workbook(t testing.TB, build func(f *excelize.File)) []byte {
+	t.Helper()
+	f := excelize.NewFile()
+	defer f.Close()
+	build(f)
+	var buf bytes.Buffer
+	if _, err := f.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func readXLSX(t testing.TB, data []byte, o XLSXOptions) ([]Row, error) {
+	t.Helper()
+	r, err := OpenXLSX(bytes.NewReader(data), o)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var rows []Row
+	for {
+		row, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return rows, nil
+		}
+		if err != nil {
+			return rows, err
+		}
+		rows = append(rows, row)
+	}
+}
+
+func TestSpreadsheetMadeWorkbook(t *testing.T) {
+	t.Parallel()
+	data := workbook(t, func(f *excelize.File) {
+		// Shared strings (SetCellValue with text) and numeric cells, as a
+		// spreadsheet program saves them.
+		_ = f.SetSheetRow("Sheet1", "A1", &[]any{"Customer Email", "Account #", "First Name", "Notes"})
+		_ = f.SetSheetRow("Sheet1", "A2", &[]any{"jane@example.com", 145722, "Jane", "x"})
+		_ = f.SetSheetRow("Sheet1", "A3", &[]any{"bob@example.com", 145723.0, "Bob"})
+		_ = f.SetSheetRow("Sheet1", "A5", &[]any{"big@example.com", 12345678901234, "Big"}) // row 4 left empty
+		_ = f.SetCellStr("Sheet1", "B6", "00123")                                            // a text cell with leading zeros
+		_ = f.SetCellStr("Sheet1", "A6", "zeros@example.com")
+		style, _ := f.NewStyle(&excelize.Style{NumFmt: 11}) // 0.00E+00
+		_ = f.SetCellStyle("Sheet1", "B5", "B5", style)
+	})
+	if fm, err := Detect(data); err != nil || fm != FormatXLSX {
+		t.Fatalf("detect: %v %v", fm, err)
+	}
+	rows, err := readXLSX(t, data, XLSXOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Row{
+		{Number: 2, AccountNumber: "145722", Email: "jane@example.com", FirstName: "Jane"},
+		{Number: 3, AccountNumber: "145723", Email: "bob@example.com", FirstName: "Bob", Err: rows[1].Err},
+		{Number: 5, AccountNumber: "12345678901234", Email: "big@example.com", FirstName: "Big", Err: rows[2].Err},
+		{Number: 6, AccountNumber: "00123", Email: "zeros@example.com", Err: rows[3].Err},
+	}
+	if len(rows) != len(want) {
+		t.Fatalf("%d rows: %+v", len(rows), rows)
+	}
+	for i := range want {
+		got := rows[i]
+		got.Err, want[i].Err = nil, nil
+		if got != want[i] {
+			t.Errorf("row %d: %+v, want %+v", i, got, want[i])
+		}
+	}
+}
+
+func TestStreamWrittenWorkbookWithInlineStrings(t *testing.T) {
+	t.Parallel()
+	data := workbook(t, func(f *excelize.File) {
+		sw, err := f.NewStreamWriter("Sheet1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = sw.SetRow("A1", []any{"Account Number", "Customer Email"})
+		for i := 2; i <= 1001; i++ {
+			cell, _ := excelize.CoordinatesToCellName(1, i)
+			_ = sw.SetRow(cell, []any{100000 + i, "user" + itoa(i) + "@example.com"})
+		}
+		if err := sw.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	rows, err := readXLSX(t, data, XLSXOptions{})
+	if err != nil || len(rows) != 1000 || rows[999].Number != 1001 || rows[999].AccountNumber != "101001" {
+		t.Fatalf("%d rows, last %+v, %v", len(rows), rows[len(rows)-1], err)
+	}
+}
+
+func TestNamedSheet(t *testing.T) {
+	t.Parallel()
+	data := workbook(t, func(f *excelize.File) {
+		_, _ = f.NewSheet("Customers")
+		_ = f.SetSheetRow("Customers", "A1", &[]any{"Account Number", "Customer Email"})
+		_ = f.SetSheetRow("Customers", "A2", &[]any{"1", "a@example.com"})
+	})
+	if rows, err := readXLSX(t, data, XLSXOptions{Sheet: "Customers"}); err != nil || len(rows) != 1 {
+		t.Fatalf("%+v %v", rows, err)
+	}
+	if _, err := readXLSX(t, data, XLSXOptions{Sheet: "Nope"}); !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), `no sheet named "Nope"`) {
+		t.Fatalf("missing sheet: %v", err)
+	}
+	// The first sheet has no header: a clear file error.
+	if _, err := readXLSX(t, data, XLSXOptions{}); !errors.Is(err, ErrFile) {
+		t.Fatalf("empty first sheet: %v", err)
+	}
+}
+
+// zipBomb builds a valid workbook whose sheet decompresses to far more than
+// it weighs.
+func zipBomb(t testing.TB, sheetBytes int) []byte {
+	t.Helper()
+	base := workbook(t, func(f *excelize.File) {
+		_ = f.SetSheetRow("Sheet1", "A1", &[]any{"Account Number", "Customer Email"})
+	})
+	zr, err := zip.NewReader(bytes.NewReader(base), int64(len(base)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	zw := zip.NewWriter(&out)
+	for _, f := range zr.File {
+		w, _ := zw.Create(f.Name)
+		if f.Name == "xl/worksheets/sheet1.xml" {
+			_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>`)
+			pad := strings.Repeat(" ", 1<<20)
+			for n := 0; n < sheetBytes; n += len(pad) {
+				_, _ = io.WriteString(w, pad)
+			}
+			_, _ = io.WriteString(w, `</sheetData></worksheet>`)
+			continue
+		}
+		rc, _ := f.Open()
+		_, _ = io.Copy(w, rc)
+		rc.Close()
+	}
+	_ = zw.Close()
+	return out.Bytes()
+}
+
+func TestZipBombFailsTheImportNotTheWorker(t *testing.T) {
+	t.Parallel()
+	bomb := zipBomb(t, 64<<20)
+	if len(bomb) > 1<<20 {
+		t.Fatalf("the bomb weighs %d bytes; it should be small", len(bomb))
+	}
+	_, err := readXLSX(t, bomb, XLSXOptions{UnzipSizeLimit: 8 << 20, UnzipXMLSizeLimit: 4 << 20})
+	if !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), "decompressed") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestBrokenWorkbooks(t *testing.T) {
+	t.Parallel()
+	if _, err := Detect([]byte{0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1}); !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), ".xls") {
+		t.Fatalf("legacy xls: %v", err)
+	}
+	good := workbook(t, func(f *excelize.File) { _ = f.SetCellStr("Sheet1", "A1", "x") })
+	for name, data := range map[string][]byte{
+		"truncated": good[:len(good)/2],
+		"not a zip": append([]byte("PK\x03\x04"), bytes.Repeat([]byte{0xAB}, 100)...),
+	} {
+		if _, err := readXLSX(t, data, XLSXOptions{}); !errors.Is(err, ErrFile) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func FuzzXLSX(f *testing.F) {
+	f.Add(workbook(f, func(x *excelize.File) {
+		_ = x.SetSheetRow("Sheet1", "A1", &[]any{"Account Number", "Customer Email"})
+		_ = x.SetSheetRow("Sheet1", "A2", &[]any{1, "a@example.com"})
+	}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rows, err := readXLSX(t, data, XLSXOptions{UnzipSizeLimit: 4 << 20, UnzipXMLSizeLimit: 1 << 20, TempDir: t.TempDir()})
+		if err != nil && !errors.Is(err, ErrFile) {
+			t.Fatalf("not a file error: %v", err)
+		}
+		for _, r := range rows {
+			_ = Validate(r)
+		}
+	})
+}
