@@ -52,7 +52,7 @@ func TestSpreadsheetMadeWorkbook(t *testing.T) {
 		_ = f.SetSheetRow("Sheet1", "A2", &[]any{"jane@example.com", 145722, "Jane", "x"})
 		_ = f.SetSheetRow("Sheet1", "A3", &[]any{"bob@example.com", 145723.0, "Bob"})
 		_ = f.SetSheetRow("Sheet1", "A5", &[]any{"big@example.com", 12345678901234, "Big"}) // row 4 left empty
-		_ = f.SetCellStr("Sheet1", "B6", "00123")                                            // a text cell with leading zeros
+		_ = f.SetCellStr("Sheet1", "B6", "00123")                                           // a text cell with leading zeros
 		_ = f.SetCellStr("Sheet1", "A6", "zeros@example.com")
 		style, _ := f.NewStyle(&excelize.Style{NumFmt: 11}) // 0.00E+00
 		_ = f.SetCellStyle("Sheet1", "B5", "B5", style)
