@@ -44,6 +44,35 @@ func RenderInvitation(d Invitation) (Email, error) {
 	return render("invitation", d)
 }
 
+// ImportReport is the confirmation email of an import to its sender.
+type ImportReport struct {
+	TenantName   string
+	Kind         string // the import's type, as the history shows it
+	ImportID     string
+	Filename     string
+	DryRun       bool
+	ImportFailed bool   // the import failed as a whole
+	Error        string // why, when it failed
+	TotalRows    int
+	Processed    int
+	Succeeded    int
+	Failed       int
+
+	// The attachments, by file name ("" when not attached), and whether the
+	// size limit cut them short after so many rows.
+	SucceededFile      string
+	SucceededListed    int
+	SucceededTruncated bool
+	FailedFile         string
+	FailedListed       int
+	FailedTruncated    bool
+}
+
+// RenderImportReport renders the confirmation email of an import.
+func RenderImportReport(d ImportReport) (Email, error) {
+	return render("import_report", d)
+}
+
 // Recipient is what differs between the recipients of a batch.
 type Recipient struct {
 	ContactName string
@@ -57,6 +86,10 @@ func InvitationSubstitutions(r Recipient) map[string]string {
 	name := strings.TrimSpace(r.ContactName)
 	if name == "" {
 		name = "there"
+	}
+	if strings.TrimSpace(r.CompanyName) == "" {
+		// Imported customers have no company name until the ERP gives one.
+		r.CompanyName = "your company"
 	}
 	expires := r.ExpiresAt.UTC().Format("2 January 2006 at 15:04 UTC")
 	return map[string]string{

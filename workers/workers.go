@@ -44,6 +44,10 @@ type Deps struct {
 	// ERPStaleAfter is how old a verification may be before the scheduled
 	// run checks the customer again.
 	ERPStaleAfter time.Duration
+
+	// ImportUnzipLimit caps an XLSX upload decompressed (0: the importer's
+	// default), so that a zip bomb fails its import, not the worker.
+	ImportUnzipLimit int64
 }
 
 func (d *Deps) now() time.Time {
@@ -61,6 +65,8 @@ func Register(mux *asynq.ServeMux, d *Deps) {
 	mux.HandleFunc(jobs.TypeInviteExpire, d.handleInviteExpire)
 	mux.HandleFunc(jobs.TypeERPVerify, d.handleERPVerify)
 	mux.HandleFunc(jobs.TypeERPReverify, d.handleERPReverify)
+	mux.HandleFunc(jobs.TypeImportProcess, d.handleImportProcess)
+	mux.HandleFunc(jobs.TypeImportReport, d.handleImportReport)
 }
 
 // RetryDelay backs off exponentially from one second to ten minutes, with

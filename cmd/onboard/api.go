@@ -25,12 +25,13 @@ func runAPI(ctx context.Context, env *environment, args []string) error {
 	defer closeMon()
 
 	srv := &api.Server{
-		Monitor:    mon,
-		DB:         db,
-		Dispatcher: dispatcher,
-		Log:        env.log,
-		Now:        time.Now,
-		Ready:      func(ctx context.Context) error { return dispatcher.Client.Ping() },
+		Monitor:        mon,
+		DB:             db,
+		Dispatcher:     dispatcher,
+		Log:            env.log,
+		Now:            time.Now,
+		MaxUploadBytes: cfg.ImportMaxBytes,
+		Ready:          func(ctx context.Context) error { return dispatcher.Client.Ping() },
 	}
 	return serveHTTP(ctx, env, cfg.HTTPAddr, srv.Handler(), cfg.ShutdownTimeout)
 }

@@ -41,12 +41,13 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 	}
 	defer db.Close()
 	deps := &workers.Deps{
-		DB:        db,
-		Mailer:    mail.NewSendGrid(cfg.SendGridAPIKey, cfg.SendGridAPIURL, &http.Client{Timeout: 30 * time.Second}),
-		Log:       env.log,
-		PublicURL: cfg.PublicURL,
-		From:      mail.Address{Email: cfg.MailFrom, Name: cfg.MailFromName},
-		SendLease: cfg.DeliveryLease,
+		DB:               db,
+		Mailer:           mail.NewSendGrid(cfg.SendGridAPIKey, cfg.SendGridAPIURL, &http.Client{Timeout: 30 * time.Second}),
+		Log:              env.log,
+		PublicURL:        cfg.PublicURL,
+		From:             mail.Address{Email: cfg.MailFrom, Name: cfg.MailFromName},
+		SendLease:        cfg.DeliveryLease,
+		ImportUnzipLimit: cfg.ImportUnzipMaxBytes,
 	}
 	dispatcher, closeDispatcher := newDispatcher(cfg, db, env)
 	defer closeDispatcher()

@@ -32,6 +32,8 @@ type Server struct {
 	Monitor http.Handler
 	// MaxBodyBytes limits JSON request bodies (default 1 MiB).
 	MaxBodyBytes int64
+	// MaxUploadBytes limits an import file (default DefaultMaxUploadBytes).
+	MaxUploadBytes int64
 }
 
 func (s *Server) now() time.Time {
@@ -56,6 +58,12 @@ func (s *Server) Handler() http.Handler {
 	handle("POST /v1/invitations/resend", s.resendInvitations)
 	handle("POST /v1/invitations/{id}/revoke", s.revokeInvitation)
 	handle("POST /v1/invitations/accept", s.acceptInvitation)
+	handle("POST /v1/imports", s.createImport)
+	handle("GET /v1/imports", s.listImports)
+	handle("GET /v1/imports/template.csv", s.importTemplate)
+	handle("GET /v1/imports/{id}", s.getImport)
+	handle("GET /v1/imports/{id}/errors", s.importErrors)
+	handle("GET /v1/imports/{id}/file", s.importFile)
 
 	mux.Handle("GET /healthz", s.public(func(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

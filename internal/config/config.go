@@ -47,6 +47,11 @@ type Config struct {
 	// may take it over (longer than a send can take).
 	DeliveryLease time.Duration
 
+	// ImportMaxBytes is the largest import file the API accepts (413 above);
+	// ImportUnzipMaxBytes caps an XLSX upload decompressed (zip bombs).
+	ImportMaxBytes      int64
+	ImportUnzipMaxBytes int64
+
 	WorkerConcurrency int
 	ShutdownTimeout   time.Duration
 	LogFormat         string // json or text
@@ -85,6 +90,8 @@ func Load(getenv func(string) string) (*Config, error) {
 		OutboxGrace:         e.duration("OUTBOX_GRACE", 30*time.Second),
 		OutboxStale:         e.duration("OUTBOX_STALE", 15*time.Minute),
 		DeliveryLease:       e.duration("DELIVERY_LEASE", 3*time.Minute),
+		ImportMaxBytes:      int64(e.int("IMPORT_MAX_MB", 50, 1, 2048)) << 20,
+		ImportUnzipMaxBytes: int64(e.int("IMPORT_UNZIP_MAX_MB", 512, 1, 16384)) << 20,
 		WorkerConcurrency:   e.int("WORKER_CONCURRENCY", 20, 1, 1000),
 		ShutdownTimeout:     e.duration("SHUTDOWN_TIMEOUT", 30*time.Second),
 		LogFormat:           e.oneOf("LOG_FORMAT", "json", "json", "text"),

@@ -5,9 +5,12 @@
 package importer
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/onboard-dev/onboard/internal/emailaddr"
 )
@@ -35,6 +38,22 @@ const (
 	MsgEmailInvalid = "Customer Email must be valid"
 	MsgAccountEmpty = "Account Number field must not be empty"
 	MsgEmailInUse   = "Provided email address is already in use"
+)
+
+// The row messages onboard adds for what the product's four do not cover.
+const (
+	MsgAccountBlacklisted = "Account Number belongs to a blacklisted customer"
+	MsgAccountInactive    = "Account Number belongs to an inactive customer"
+	MsgAccountInvited     = "Account Number belongs to a customer who is already invited"
+	MsgAccountRepeated    = "Account Number appears on an earlier row of this file"
+	MsgAccountNotInERP    = "Account Number was not found in the ERP"
+)
+
+// Longest values accepted, as in the API: longer ones are not what anyone
+// meant, and the account number is part of a database key.
+const (
+	MaxAccountLen = 64
+	MaxNameLen    = 100
 )
 
 // FieldError is one problem of one row.
@@ -70,8 +89,11 @@ func Validate(r Row) []FieldError {
 	if r.Err != nil {
 		errs = append(errs, *r.Err)
 	}
-	if r.AccountNumber == "" {
+	switch {
+	case r.AccountNumber == "":
 		errs = append(errs, FieldError{ColAccountNumber, MsgAccountEmpty})
+	case utf8.RuneCountInString(r.AccountNumber) > MaxAccountLen:
+		errs = append(errs, FieldError{ColAccountNumber, fmt.Sprintf("Account Number must be at most %d characters", MaxAccountLen)})
 	}
 	switch {
 	case r.Email == "":
@@ -79,7 +101,44 @@ func Validate(r Row) []FieldError {
 	case emailaddr.Validate(r.Email) != nil:
 		errs = append(errs, FieldError{ColEmail, MsgEmailInvalid})
 	}
+	for _, f := range [...]struct{ col, v string }{{ColFirstName, r.FirstName}, {ColLastName, r.LastName}} {
+		if utf8.RuneCountInString(f.v) > MaxNameLen {
+			errs = append(errs, FieldError{f.col, fmt.Sprintf("%s must be at most %d characters", f.col, MaxNameLen)})
+		}
+	}
 	return errs
+}
+
+// Reader streams the data rows of a file: io.EOF after the last one.
+type Reader interface {
+	Next() (Row, error)
+	Close() error
+}
+
+// Open tells the file's format from its first bytes and opens a reader of
+// its rows.
+func Open(src io.Reader, o XLSXOptions) (Reader, Format, error) {
+	br := bufio.NewReader(src)
+	head, err := br.Peek(8)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, "", fmt.Errorf("read the file: %w", err)
+	}
+	format, err := Detect(head)
+	if err != nil {
+		return nil, format, err
+	}
+	if format == FormatXLSX {
+		r, err := OpenXLSX(br, o)
+		if err != nil {
+			return nil, format, err
+		}
+		return r, format, nil
+	}
+	r, err := OpenCSV(br)
+	if err != nil {
+		return nil, format, err
+	}
+	return r, format, nil
 }
 
 // ErrFile marks a problem with the file as a whole: the import fails with

@@ -1,0 +1,460 @@
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
+
+	"github.com/onboard-dev/onboard/internal/emailaddr"
+	"github.com/onboard-dev/onboard/internal/erp"
+	"github.com/onboard-dev/onboard/internal/importer"
+	"github.com/onboard-dev/onboard/internal/invite"
+	"github.com/onboard-dev/onboard/internal/outbox"
+	"github.com/onboard-dev/onboard/jobs"
+	"github.com/onboard-dev/onboard/store"
+)
+
+// importBatchRows is how many rows one transaction commits, with the
+// checkpoint: enough that per-statement costs fade, few enough that a retry
+// redoes little, and one batch's emails are one invite:send task.
+const importBatchRows = jobs.MaxDeliveriesPerSend
+
+// erpLookupsPerBatch bounds the ERP lookups one import runs at a time; the
+// shared limiter bounds them across all workers.
+const erpLookupsPerBatch = 8
+
+// errImportStopped marks a failure that retrying cannot mend: the import
+// fails with its message.
+var errImportStopped = errors.New("the import cannot go on")
+
+// handleImportProcess reads an uploaded file, a batch of rows at a time: each
+// batch's customers, invitations, emails, error-log entries and checkpoint
+// are committed together, so a worker that dies resumes after the last
+// committed batch and every row counts once.
+func (d *Deps) handleImportProcess(ctx context.Context, t *asynq.Task) error {
+	var p jobs.ImportProcess
+	if err := jobs.Decode(t, &p); err != nil {
+		return err
+	}
+	tenantID, err1 := uuid.Parse(p.TenantID)
+	importID, err2 := uuid.Parse(p.ImportID)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("import:process: %v: %w", err, asynq.SkipRetry)
+	}
+	im, err := store.GetImport(ctx, d.DB, tenantID, importID)
+	if errors.Is(err, store.ErrNotFound) {
+		d.completed(ctx)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if im.Finished() {
+		d.completed(ctx)
+		return nil
+	}
+	tenant, err := store.TenantByID(ctx, d.DB, tenantID)
+	if err != nil {
+		return err
+	}
+	err = d.runImport(ctx, tenant, im)
+	switch {
+	case err == nil:
+		return d.finishImport(ctx, tenant, im, store.ImportCompleted, "")
+	case errors.Is(err, importer.ErrFile), errors.Is(err, errImportStopped):
+		return d.finishImport(ctx, tenant, im, store.ImportFailed, err.Error())
+	case errors.Is(err, store.ErrCheckpointMoved):
+		return err // another worker has it; if it died, a retry takes over
+	case lastAttempt(ctx):
+		if ferr := d.finishImport(ctx, tenant, im, store.ImportFailed, "the import stopped after repeated failures: "+err.Error()); ferr != nil {
+			return ferr
+		}
+		return fmt.Errorf("import %s: %w: %w", im.ID, err, asynq.SkipRetry)
+	}
+	return err
+}
+
+// finishImport records the outcome and, in the same transaction, queues the
+// confirmation email to the sender.
+func (d *Deps) finishImport(ctx context.Context, tenant *store.Tenant, im *store.Import, status, reason string) error {
+	now := d.now()
+	var queued []jobs.Job
+	err := d.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		finished, err := store.FinishImport(ctx, tx, im, status, reason, now)
+		if err != nil || !finished {
+			return err
+		}
+		if reportRecipient(tenant, im) == "" {
+			return nil // nobody to tell; the history shows the outcome
+		}
+		del := &store.Delivery{
+			ID: uuid.Must(uuid.NewV7()), TenantID: tenant.ID, ImportID: uuid.NullUUID{UUID: im.ID, Valid: true},
+			Kind: store.DeliveryImportReport, State: store.DeliveryQueued, CreatedAt: now, UpdatedAt: now,
+		}
+		if err := store.InsertDeliveries(ctx, tx, []*store.Delivery{del}); err != nil {
+			return err
+		}
+		job := jobs.NewImportReport(tenant.ID.String(), im.ID.String())
+		queued = append(queued, job)
+		return outbox.Record(ctx, tx, tenant.ID, now, job)
+	})
+	if err != nil {
+		return err
+	}
+	d.Dispatcher.Dispatch(ctx, queued...)
+	d.completed(ctx)
+	d.Log.InfoContext(ctx, "import finished", "tenant_id", tenant.ID, "import_id", im.ID, "status", im.Status,
+		"total_rows", im.TotalRows, "succeeded", im.Succeeded, "failed", im.Failed, "reason", reason)
+	return nil
+}
+
+func reportRecipient(tenant *store.Tenant, im *store.Import) string {
+	if im.NotifyEmail != "" {
+		return im.NotifyEmail
+	}
+	return tenant.AdminEmail
+}
+
+func (d *Deps) openImport(ctx context.Context, im *store.Import) (importer.Reader, error) {
+	r, _, err := importer.Open(store.ImportFile(ctx, d.DB, im.ID), importer.XLSXOptions{
+		Sheet: im.Sheet, UnzipSizeLimit: d.ImportUnzipLimit,
+	})
+	return r, err
+}
+
+// runImport counts the rows first, so that progress is "rows done of rows
+// total" and a file that is broken halfway (a damaged row, a line too long)
+// fails before anyone is invited, then commits the rows after the checkpoint
+// in batches.
+func (d *Deps) runImport(ctx context.Context, tenant *store.Tenant, im *store.Import) error {
+	if im.Status == store.ImportQueued || im.TotalRows == 0 {
+		total, err := d.countImportRows(ctx, im)
+		if err != nil {
+			return err
+		}
+		if err := store.StartImport(ctx, d.DB, im, total, d.now()); err != nil {
+			return err
+		}
+	}
+	r, err := d.openImport(ctx, im)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	batch := make([]importer.Row, 0, importBatchRows)
+	for {
+		row, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if row.Number <= im.CheckpointRow {
+			continue // committed by an earlier attempt
+		}
+		batch = append(batch, row)
+		if len(batch) == importBatchRows {
+			if err := d.importBatch(ctx, tenant, im, batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	if len(batch) > 0 {
+		return d.importBatch(ctx, tenant, im, batch)
+	}
+	return nil
+}
+
+func (d *Deps) countImportRows(ctx context.Context, im *store.Import) (int, error) {
+	r, err := d.openImport(ctx, im)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	n := 0
+	for {
+		if _, err := r.Next(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return n, nil
+			}
+			return 0, err
+		}
+		n++
+		if n%50000 == 0 && ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// importBatch commits one batch. A key that a concurrent request took between
+// the checks and the inserts fails the transaction; checking again turns it
+// into that row's error.
+func (d *Deps) importBatch(ctx context.Context, tenant *store.Tenant, im *store.Import, rows []importer.Row) error {
+	for attempt := 1; ; attempt++ {
+		err := d.importBatchOnce(ctx, tenant, im, rows)
+		conflict := errors.Is(err, store.ErrEmailInUse) || errors.Is(err, store.ErrAccountInUse) || errors.Is(err, store.ErrAlreadyInvited)
+		if !conflict || attempt == 3 {
+			return err
+		}
+	}
+}
+
+// rowOutcome is what became of one row of a batch.
+type rowOutcome struct {
+	row        importer.Row
+	email      string // normalised
+	errs       []importer.FieldError
+	customerID uuid.UUID    // an existing customer to invite, or uuid.Nil
+	account    *erp.Account // the ERP's record, when verified
+}
+
+func (o *rowOutcome) fail(field, msg string) {
+	o.errs = append(o.errs, importer.FieldError{Field: field, Message: msg})
+}
+
+func (d *Deps) importBatchOnce(ctx context.Context, tenant *store.Tenant, im *store.Import, rows []importer.Row) error {
+	out := make([]*rowOutcome, len(rows))
+	for i, r := range rows {
+		out[i] = &rowOutcome{row: r, errs: importer.Validate(r)}
+		if len(out[i].errs) == 0 {
+			out[i].email = emailaddr.Normalize(r.Email)
+		}
+	}
+	if err := d.checkAgainstDatabase(ctx, tenant, im, out); err != nil {
+		return err
+	}
+	if im.ValidateERP {
+		if err := d.verifyImportAccounts(ctx, out); err != nil {
+			return err
+		}
+	}
+	// Within the batch, the first row to use an email or account number keeps
+	// it; earlier batches are in the database, and checked above.
+	emails, accounts := map[string]bool{}, map[string]bool{}
+	for _, o := range out {
+		if len(o.errs) > 0 {
+			continue
+		}
+		if emails[o.email] {
+			o.fail(importer.ColEmail, importer.MsgEmailInUse)
+		}
+		if accounts[o.row.AccountNumber] {
+			o.fail(importer.ColAccountNumber, importer.MsgAccountRepeated)
+		}
+		if len(o.errs) == 0 {
+			emails[o.email], accounts[o.row.AccountNumber] = true, true
+		}
+	}
+
+	now := d.now()
+	progress := store.ImportProgress{FromRow: im.CheckpointRow, ToRow: rows[len(rows)-1].Number, Processed: len(rows)}
+	var logEntries []*store.ImportError
+	var customers []*store.Customer
+	var invitations []*store.Invitation
+	var dryRows []*store.DryRunRow
+	for _, o := range out {
+		r := o.row
+		if len(o.errs) > 0 {
+			progress.Failed++
+			for _, e := range o.errs {
+				logEntries = append(logEntries, &store.ImportError{
+					ImportID: im.ID, RowNumber: r.Number, Field: e.Field, Message: e.Message,
+					AccountNumber: r.AccountNumber, Email: r.Email, FirstName: r.FirstName, LastName: r.LastName,
+				})
+			}
+			continue
+		}
+		progress.Succeeded++
+		if im.DryRun {
+			dryRows = append(dryRows, &store.DryRunRow{
+				ImportID: im.ID, RowNumber: r.Number, AccountNumber: r.AccountNumber,
+				Email: r.Email, EmailNormalized: o.email, FirstName: r.FirstName, LastName: r.LastName,
+			})
+			continue
+		}
+		customerID := o.customerID
+		if customerID == uuid.Nil {
+			c := &store.Customer{
+				ID: uuid.Must(uuid.NewV7()), TenantID: tenant.ID, Status: store.CustomerActive,
+				AccountNumbers: []string{r.AccountNumber}, CreatedAt: now, UpdatedAt: now,
+			}
+			if o.account != nil {
+				c.CompanyName, c.ERPName, c.ERPPriceTier = o.account.Name, o.account.Name, o.account.PriceTier
+				c.ERPStatus, c.ERPCheckedAt = store.ERPVerified, now
+			}
+			customers = append(customers, c)
+			customerID = c.ID
+		}
+		invitations = append(invitations, &store.Invitation{
+			ID: uuid.Must(uuid.NewV7()), TenantID: tenant.ID, CustomerID: customerID, Kind: store.KindVendor,
+			Email: r.Email, EmailNormalized: o.email, FirstName: r.FirstName, LastName: r.LastName,
+			Role: store.RoleAdmin, State: store.InvitationPending,
+			ImportID: uuid.NullUUID{UUID: im.ID, Valid: true}, ImportRow: r.Number, CreatedAt: now, UpdatedAt: now,
+		})
+	}
+
+	var queued []jobs.Job
+	err := d.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		// First: it locks the import row, so a second worker on the same
+		// import waits here and then finds the checkpoint moved.
+		if err := store.AdvanceImport(ctx, tx, tenant.ID, im.ID, progress, now); err != nil {
+			return err
+		}
+		if err := store.InsertImportErrors(ctx, tx, logEntries); err != nil {
+			return err
+		}
+		if im.DryRun {
+			return store.InsertDryRunRows(ctx, tx, dryRows)
+		}
+		if err := store.InsertCustomers(ctx, tx, customers); err != nil {
+			return err
+		}
+		if err := store.InsertInvitations(ctx, tx, invitations); err != nil {
+			return err
+		}
+		var err error
+		queued, err = invite.QueueEmails(ctx, tx, tenant.ID, invitations, now)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	d.Dispatcher.Dispatch(ctx, queued...)
+	im.CheckpointRow = progress.ToRow
+	im.ProcessedRows += progress.Processed
+	im.Succeeded += progress.Succeeded
+	im.Failed += progress.Failed
+	return nil
+}
+
+// checkAgainstDatabase applies the rules that need the tenant's data: an
+// email already in use, an account number held by a blacklisted, inactive or
+// already invited customer, and in a dry run what earlier rows would have
+// taken.
+func (d *Deps) checkAgainstDatabase(ctx context.Context, tenant *store.Tenant, im *store.Import, out []*rowOutcome) error {
+	var emails, accounts []string
+	for _, o := range out {
+		if len(o.errs) == 0 {
+			emails = append(emails, o.email)
+			accounts = append(accounts, o.row.AccountNumber)
+		}
+	}
+	if len(emails) == 0 {
+		return nil
+	}
+	inUse, err := store.EmailsInUse(ctx, d.DB, tenant.ID, emails)
+	if err != nil {
+		return err
+	}
+	holders, err := store.AccountHolders(ctx, d.DB, tenant.ID, accounts)
+	if err != nil {
+		return err
+	}
+	dryEmails, dryAccounts := map[string]bool{}, map[string]bool{}
+	if im.DryRun {
+		if dryEmails, dryAccounts, err = store.DryRunTaken(ctx, d.DB, im.ID, emails, accounts); err != nil {
+			return err
+		}
+	}
+	for _, o := range out {
+		if len(o.errs) > 0 {
+			continue
+		}
+		if inUse[o.email] || dryEmails[o.email] {
+			o.fail(importer.ColEmail, importer.MsgEmailInUse)
+		}
+		switch h, held := holders[o.row.AccountNumber]; {
+		case dryAccounts[o.row.AccountNumber]:
+			o.fail(importer.ColAccountNumber, importer.MsgAccountRepeated)
+		case !held:
+		case h.Status == store.CustomerBlacklisted:
+			o.fail(importer.ColAccountNumber, importer.MsgAccountBlacklisted)
+		case h.Status == store.CustomerInactive:
+			o.fail(importer.ColAccountNumber, importer.MsgAccountInactive)
+		case h.InvitedBy.Valid && h.InvitedBy.UUID == im.ID:
+			o.fail(importer.ColAccountNumber, importer.MsgAccountRepeated)
+		case h.Invited:
+			o.fail(importer.ColAccountNumber, importer.MsgAccountInvited)
+		default:
+			// An active customer whose invitations were all revoked: the row
+			// invites it again.
+			o.customerID = h.CustomerID
+		}
+	}
+	return nil
+}
+
+// verifyImportAccounts looks every still-good row's account number up in the
+// ERP, a few at a time: an account the ERP does not know is that row's error;
+// an ERP that cannot answer fails the batch, which is retried from the
+// checkpoint with backoff.
+func (d *Deps) verifyImportAccounts(ctx context.Context, out []*rowOutcome) error {
+	if d.ERP == nil {
+		return fmt.Errorf("%w: ERP validation was asked for, but no ERP is configured (ERP_URL)", errImportStopped)
+	}
+	byAccount := map[string][]*rowOutcome{}
+	var order []string
+	for _, o := range out {
+		if len(o.errs) > 0 {
+			continue
+		}
+		if _, seen := byAccount[o.row.AccountNumber]; !seen {
+			order = append(order, o.row.AccountNumber)
+		}
+		byAccount[o.row.AccountNumber] = append(byAccount[o.row.AccountNumber], o)
+	}
+	type result struct {
+		acct erp.Account
+		err  error
+	}
+	results := make([]result, len(order))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	slots := make(chan struct{}, erpLookupsPerBatch)
+	var wg sync.WaitGroup
+	var stopOnce sync.Once
+	var stop error // the failure that stopped the batch, not the lookups it cancelled
+	for i, number := range order {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			acct, err := d.lookup(ctx, number)
+			results[i] = result{acct, err}
+			if err != nil && !errors.Is(err, erp.ErrNotFound) {
+				stopOnce.Do(func() {
+					stop = fmt.Errorf("ERP lookup of account %s: %w", number, err)
+					cancel() // the batch is retried whole; stop asking
+				})
+			}
+		}()
+	}
+	wg.Wait()
+	if stop != nil {
+		return stop
+	}
+	for i, number := range order {
+		res := results[i]
+		switch {
+		case errors.Is(res.err, erp.ErrNotFound):
+			for _, o := range byAccount[number] {
+				o.fail(importer.ColAccountNumber, importer.MsgAccountNotInERP)
+			}
+		case res.err != nil:
+			return fmt.Errorf("ERP lookup of account %s: %w", number, res.err) // unreachable: stop is set
+		default:
+			for _, o := range byAccount[number] {
+				o.account = &res.acct
+			}
+		}
+	}
+	return nil
+}
