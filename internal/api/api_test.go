@@ -35,8 +35,20 @@ type env struct {
 // own (or to nothing listening when redisDown).
 func newEnv(t *testing.T, db *bun.DB, redisDown bool) *env {
 	t.Helper()
+	return newEnvWith(t, db, func(o *serverOptions) { o.redisDown = redisDown })
+}
+
+type serverOptions struct {
+	redisDown bool
+	maxUpload int64
+}
+
+func newEnvWith(t *testing.T, db *bun.DB, configure func(*serverOptions)) *env {
+	t.Helper()
+	var o serverOptions
+	configure(&o)
 	var opt asynq.RedisClientOpt
-	if redisDown {
+	if o.redisDown {
 		opt = asynq.RedisClientOpt{Addr: testenv.FreeAddr(t), DialTimeout: 100 * time.Millisecond}
 	} else {
 		opt = asynq.RedisClientOpt{Addr: testenv.StartRedis(t).Addr()}
@@ -48,12 +60,13 @@ func newEnv(t *testing.T, db *bun.DB, redisDown bool) *env {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e := &env{t: t, db: db, inspector: insp, now: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
 	s := &api.Server{
-		DB:           db,
-		Dispatcher:   &outbox.Dispatcher{DB: db, Client: client, Log: log, EnqueueTimeout: 500 * time.Millisecond},
-		Log:          log,
-		Now:          func() time.Time { return e.now },
-		Ready:        func(context.Context) error { return client.Ping() },
-		MaxBodyBytes: 4096,
+		DB:             db,
+		Dispatcher:     &outbox.Dispatcher{DB: db, Client: client, Log: log, EnqueueTimeout: 500 * time.Millisecond},
+		Log:            log,
+		Now:            func() time.Time { return e.now },
+		Ready:          func(context.Context) error { return client.Ping() },
+		MaxBodyBytes:   4096,
+		MaxUploadBytes: o.maxUpload,
 	}
 	e.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(e.srv.Close)
