@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"os"
@@ -414,3 +415,178 @@ func TestCommandsHelpAndErrors(t *testing.T) {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// upload posts a file to /v1/imports as curl -F does.
+func (s *system) upload(key, filename string, content []byte, fields ...string) map[string]any {
+	s.t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for i := 0; i+1 < len(fields); i += 2 {
+		_ = mw.WriteField(fields[i], fields[i+1])
+	}
+	fw, _ := mw.CreateFormFile("file", filename)
+	_, _ = fw.Write(content)
+	_ = mw.Close()
+	req, _ := http.NewRequest("POST", s.apiURL+"/v1/imports", &body)
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	if resp.StatusCode != http.StatusAccepted {
+		s.t.Fatalf("upload: %d %v", resp.StatusCode, out)
+	}
+	return out
+}
+
+func (s *system) importStatus(key, id string) map[string]any {
+	s.t.Helper()
+	code, body := s.do(key, "GET", "/v1/imports/"+id, nil)
+	if code != 200 {
+		s.t.Fatalf("import status: %d %v", code, body)
+	}
+	return body
+}
+
+func (s *system) get(key, path string) string {
+	s.t.Helper()
+	req, _ := http.NewRequest("GET", s.apiURL+path, nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		s.t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	return string(b)
+}
+
+// The README's walk-through: the template with good and bad rows, uploaded,
+// processed, the history, the error log and the confirmation email.
+func TestImportEndToEnd(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t)
+	s.run("migrate")
+	key := s.newTenant("Import Co")
+	s.start("api", "api")
+	s.start("worker", "worker")
+	file := s.get(key, "/v1/imports/template.csv") +
+		"100235,john.roe@example.com,John,Roe\r\n" +
+		"100236,not-an-email,Bad,Email\r\n" +
+		",nobody@example.com,No,Account\r\n" +
+		"100238,JOHN.ROE@example.com,Same,Email\r\n"
+	up := s.upload(key, "customers.csv", []byte(file), "notify_email", "me@vendor.example.com")
+	id := up["id"].(string)
+	testenv.Eventually(t, time.Minute, "the import to complete", func() bool { return s.importStatus(key, id)["status"] == "completed" })
+	st := s.importStatus(key, id)
+	if st["total_rows"] != 5.0 || st["succeeded"] != 2.0 || st["failed"] != 3.0 || st["progress"].(map[string]any)["percent"] != 100.0 {
+		t.Fatalf("status %v", st)
+	}
+	_, hist := s.do(key, "GET", "/v1/imports", nil)
+	if data := hist["data"].([]any); len(data) != 1 || data[0].(map[string]any)["type"] != "Create Customer Invitations" {
+		t.Fatalf("history %v", hist)
+	}
+	log := s.get(key, "/v1/imports/"+id+"/errors")
+	for _, want := range []string{
+		"4,Customer Email,Customer Email must be valid,100236,not-an-email,Bad,Email",
+		"5,Account Number,Account Number field must not be empty,,nobody@example.com,No,Account",
+		"6,Customer Email,Provided email address is already in use,100238,JOHN.ROE@example.com,Same,Email",
+	} {
+		if !strings.Contains(log, want) {
+			t.Fatalf("error log lacks %q:\n%s", want, log)
+		}
+	}
+	if got := s.get(key, "/v1/imports/"+id+"/file"); got != file {
+		t.Fatalf("the original file came back different")
+	}
+	msgs, err := s.sendgrid.WaitForMessages(context.Background(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var report *sendgridfake.Received
+	for i, m := range msgs {
+		if m.To == "me@vendor.example.com" {
+			report = &msgs[i]
+		}
+	}
+	if report == nil || len(report.Attachments) != 2 || !strings.Contains(string(report.Attachments[1].Content), "Customer Email must be valid") {
+		t.Fatalf("confirmation email %+v", report)
+	}
+}
+
+// A worker SIGKILLed in the middle of an import and started again finishes
+// it with every row counted once: no customer, invitation, error-log entry
+// or email twice, none missing.
+func TestWorkerKilledMidImportThenRestarted(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, "DELIVERY_LEASE=5s")
+	s.run("migrate")
+	key := s.newTenant("Big Import Co")
+	s.start("api", "api")
+	const rows = 40000
+	var b strings.Builder
+	b.WriteString("Account Number,Customer Email,First Name\n")
+	bad := 0
+	for i := range rows {
+		email := fmt.Sprintf("user%d@big.example.com", i)
+		if i%97 == 0 {
+			email, bad = "broken-"+email[:4], bad+1
+		}
+		fmt.Fprintf(&b, "%d,%s,User %d\n", 900000+i, email, i)
+	}
+	up := s.upload(key, "big.csv", []byte(b.String()))
+	id := up["id"].(string)
+	s.start("worker", "worker")
+	testenv.Eventually(t, 2*time.Minute, "the import to be partly done", func() bool {
+		st := s.importStatus(key, id)
+		done := st["progress"].(map[string]any)["rows_done"].(float64)
+		return done >= 2000 && done < rows-5000
+	})
+	s.kill("worker")
+	before := s.importStatus(key, id)["progress"].(map[string]any)["rows_done"].(float64)
+	s.start("worker", "worker")
+	testenv.Eventually(t, 5*time.Minute, "the import to complete", func() bool { return s.importStatus(key, id)["status"] == "completed" })
+	st := s.importStatus(key, id)
+	if st["total_rows"] != float64(rows) || st["succeeded"] != float64(rows-bad) || st["failed"] != float64(bad) {
+		t.Fatalf("status %v (killed at %v rows)", st, before)
+	}
+	ctx := context.Background()
+	count := func(q string, args ...any) int {
+		var n int
+		if err := s.db.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count("SELECT count(*) FROM invitations WHERE import_id = ?", id); n != rows-bad {
+		t.Fatalf("%d invitations, want %d", n, rows-bad)
+	}
+	if n := count("SELECT count(*) FROM customers"); n != rows-bad {
+		t.Fatalf("%d customers, want %d", n, rows-bad)
+	}
+	if n := count("SELECT count(*) FROM import_errors WHERE import_id = ?", id); n != bad {
+		t.Fatalf("%d error-log entries, want %d", n, bad)
+	}
+	testenv.Eventually(t, 5*time.Minute, "every invitation email to be sent", func() bool {
+		return s.deliveryStates(t)["sent"] == rows-bad+1 // and the confirmation
+	})
+	seen := map[string]int{}
+	for _, m := range s.sendgrid.Messages() {
+		seen[m.To]++
+	}
+	if len(seen) != rows-bad+1 {
+		t.Fatalf("emails reached %d recipients, want %d", len(seen), rows-bad+1)
+	}
+	for to, c := range seen {
+		if c != 1 {
+			t.Fatalf("%s got %d emails", to, c)
+		}
+	}
+}
