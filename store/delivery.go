@@ -50,6 +50,10 @@ type Delivery struct {
 	SentAt            time.Time     `bun:"sent_at,nullzero"`
 	CreatedAt         time.Time     `bun:"created_at"`
 	UpdatedAt         time.Time     `bun:"updated_at"`
+
+	// invitationMarked: the invitation was stored already showing this
+	// email as queued, so MarkDeliveriesQueued need not update it.
+	invitationMarked bool
 }
 
 // NewInvitationDelivery is a queued email for an invitation.
@@ -62,6 +66,8 @@ func NewInvitationDelivery(inv *Invitation, now time.Time) *Delivery {
 		State:        DeliveryQueued,
 		CreatedAt:    now.UTC(),
 		UpdatedAt:    now.UTC(),
+
+		invitationMarked: inv.DeliveryStatus == DeliveryQueued && inv.DeliveryError == "",
 	}
 }
 
@@ -70,7 +76,17 @@ func InsertDeliveries(ctx context.Context, db bun.IDB, ds []*Delivery) error {
 	if len(ds) == 0 {
 		return nil
 	}
-	if _, err := db.NewInsert().Model(&ds).Exec(ctx); err != nil {
+	rows := make([][]any, len(ds))
+	for i, d := range ds {
+		rows[i] = []any{pgUUID(d.ID), pgUUID(d.TenantID), pgNullUUID(d.InvitationID), pgNullUUID(d.ImportID), d.Kind, d.State, d.Event,
+			int32(d.Attempts), d.LastError, d.ProviderMessageID, pgTime(d.LeaseUntil), pgTime(d.SentAt), d.CreatedAt.UTC(), d.UpdatedAt.UTC()}
+	}
+	copied, err := copyRows(ctx, db, "deliveries", []string{"id", "tenant_id", "invitation_id", "import_id", "kind", "state", "event",
+		"attempts", "last_error", "provider_message_id", "lease_until", "sent_at", "created_at", "updated_at"}, rows)
+	if !copied {
+		_, err = db.NewInsert().Model(&ds).Exec(ctx)
+	}
+	if err != nil {
 		return fmt.Errorf("insert deliveries: %w", err)
 	}
 	return nil
@@ -230,7 +246,7 @@ func InvitationsWithEmailInFlight(ctx context.Context, db bun.IDB, invs []*Invit
 func MarkDeliveriesQueued(ctx context.Context, db bun.IDB, ds []*Delivery, now time.Time) error {
 	ids := make([]uuid.UUID, 0, len(ds))
 	for _, d := range ds {
-		if d.InvitationID.Valid {
+		if d.InvitationID.Valid && !d.invitationMarked {
 			ids = append(ids, d.InvitationID.UUID)
 		}
 	}

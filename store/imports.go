@@ -483,13 +483,31 @@ func InsertCustomers(ctx context.Context, db bun.IDB, cs []*Customer) error {
 			accounts = append(accounts, CustomerAccount{TenantID: c.TenantID, AccountNumber: n, CustomerID: c.ID})
 		}
 	}
-	if _, err := db.NewInsert().Model(&cs).Exec(ctx); err != nil {
+	rows := make([][]any, len(cs))
+	for i, c := range cs {
+		rows[i] = []any{pgUUID(c.ID), pgUUID(c.TenantID), c.CompanyName, c.Phone, c.Ranking, c.Status, c.ERPStatus,
+			c.ERPName, c.ERPPriceTier, c.ERPError, pgTime(c.ERPCheckedAt), c.CreatedAt.UTC(), c.UpdatedAt.UTC()}
+	}
+	copied, err := copyRows(ctx, db, "customers", []string{"id", "tenant_id", "company_name", "phone", "ranking", "status", "erp_status",
+		"erp_name", "erp_price_tier", "erp_error", "erp_checked_at", "created_at", "updated_at"}, rows)
+	if !copied {
+		_, err = db.NewInsert().Model(&cs).Exec(ctx)
+	}
+	if err != nil {
 		return fmt.Errorf("insert customers: %w", err)
 	}
 	if len(accounts) == 0 {
 		return nil
 	}
-	if _, err := db.NewInsert().Model(&accounts).Exec(ctx); err != nil {
+	rows = make([][]any, len(accounts))
+	for i, a := range accounts {
+		rows[i] = []any{pgUUID(a.TenantID), a.AccountNumber, pgUUID(a.CustomerID)}
+	}
+	copied, err = copyRows(ctx, db, "customer_accounts", []string{"tenant_id", "account_number", "customer_id"}, rows)
+	if !copied {
+		_, err = db.NewInsert().Model(&accounts).Exec(ctx)
+	}
+	if err != nil {
 		if _, ok := uniqueViolation(err); ok {
 			return fmt.Errorf("insert customer accounts: %w", ErrAccountInUse)
 		}
@@ -515,7 +533,19 @@ func InsertInvitations(ctx context.Context, db bun.IDB, invs []*Invitation) erro
 			inv.Kind = KindVendor
 		}
 	}
-	if _, err := db.NewInsert().Model(&invs).Exec(ctx); err != nil {
+	rows := make([][]any, len(invs))
+	for i, v := range invs {
+		rows[i] = []any{pgUUID(v.ID), pgUUID(v.TenantID), pgUUID(v.CustomerID), v.Kind, v.Email, v.EmailNormalized, v.FirstName, v.LastName,
+			v.Phone, v.Role, v.State, v.DeliveryStatus, v.DeliveryError, pgTime(v.ExpiresAt), int32(v.SendCount), pgTime(v.LastSentAt),
+			pgTime(v.AcceptedAt), pgTime(v.RevokedAt), pgNullUUID(v.ImportID), pgNullInt(v.ImportRow), v.CreatedAt.UTC(), v.UpdatedAt.UTC()}
+	}
+	copied, err := copyRows(ctx, db, "invitations", []string{"id", "tenant_id", "customer_id", "kind", "email", "email_normalized", "first_name", "last_name",
+		"phone", "role", "state", "delivery_status", "delivery_error", "expires_at", "send_count", "last_sent_at",
+		"accepted_at", "revoked_at", "import_id", "import_row", "created_at", "updated_at"}, rows)
+	if !copied {
+		_, err = db.NewInsert().Model(&invs).Exec(ctx)
+	}
+	if err != nil {
 		return fmt.Errorf("insert invitations: %w", invitationConflict(err))
 	}
 	return nil

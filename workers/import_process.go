@@ -296,13 +296,13 @@ func (d *Deps) importBatchOnce(ctx context.Context, tenant *store.Tenant, im *st
 		invitations = append(invitations, &store.Invitation{
 			ID: uuid.Must(uuid.NewV7()), TenantID: tenant.ID, CustomerID: customerID, Kind: store.KindVendor,
 			Email: r.Email, EmailNormalized: o.email, FirstName: r.FirstName, LastName: r.LastName,
-			Role: store.RoleAdmin, State: store.InvitationPending,
+			Role: store.RoleAdmin, State: store.InvitationPending, DeliveryStatus: store.DeliveryQueued,
 			ImportID: uuid.NullUUID{UUID: im.ID, Valid: true}, ImportRow: r.Number, CreatedAt: now, UpdatedAt: now,
 		})
 	}
 
 	var queued []jobs.Job
-	err := d.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	err := store.RunInBulkTx(ctx, d.DB, func(ctx context.Context, tx *store.BulkTx) error {
 		// First: it locks the import row, so a second worker on the same
 		// import waits here and then finds the checkpoint moved.
 		if err := store.AdvanceImport(ctx, tx, tenant.ID, im.ID, progress, now); err != nil {

@@ -26,7 +26,7 @@ import (
 )
 
 // upload stores a file as the API does and returns its import.
-func (f *fixture) upload(t *testing.T, content []byte, opts func(*store.Import)) *store.Import {
+func (f *fixture) upload(t testing.TB, content []byte, opts func(*store.Import)) *store.Import {
 	t.Helper()
 	ctx := context.Background()
 	im := &store.Import{TenantID: f.tenant.ID, Filename: "customers.csv", SizeBytes: int64(len(content)), NotifyEmail: "sender@vendor.example.com", CreatedAt: t0, UpdatedAt: t0}
@@ -36,8 +36,12 @@ func (f *fixture) upload(t *testing.T, content []byte, opts func(*store.Import))
 	if err := store.CreateImport(ctx, f.db, im); err != nil {
 		t.Fatal(err)
 	}
+	chunk := 100
+	if len(content) > 1<<20 {
+		chunk = store.ImportChunkSize
+	}
 	for seq := 0; len(content) > 0; seq++ {
-		n := min(len(content), 100) // small chunks: reading back crosses many
+		n := min(len(content), chunk) // small chunks: reading back crosses many
 		if err := store.AddImportChunk(ctx, f.db, im.ID, seq, content[:n]); err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +50,7 @@ func (f *fixture) upload(t *testing.T, content []byte, opts func(*store.Import))
 	return im
 }
 
-func (f *fixture) runTask(t *testing.T, job jobs.Job) error {
+func (f *fixture) runTask(t testing.TB, job jobs.Job) error {
 	t.Helper()
 	task, err := jobs.Build(job.Type, job.ID, job.Payload)
 	if err != nil {
@@ -57,7 +61,7 @@ func (f *fixture) runTask(t *testing.T, job jobs.Job) error {
 	return mux.ProcessTask(context.Background(), task)
 }
 
-func (f *fixture) importNow(t *testing.T, im *store.Import) error {
+func (f *fixture) importNow(t testing.TB, im *store.Import) error {
 	t.Helper()
 	return f.runTask(t, jobs.NewImportProcess(f.tenant.ID.String(), im.ID.String()))
 }

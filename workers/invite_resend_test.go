@@ -63,7 +63,7 @@ func (f *fixture) queuedFor(t *testing.T) map[uuid.UUID]int {
 	return out
 }
 
-func withDispatcher(t *testing.T, f *fixture) {
+func withDispatcher(t testing.TB, f *fixture) {
 	r := testenv.StartRedis(t)
 	c := asynq.NewClient(asynq.RedisClientOpt{Addr: r.Addr()})
 	t.Cleanup(func() { c.Close() })

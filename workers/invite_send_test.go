@@ -31,7 +31,7 @@ type fixture struct {
 	tenant *store.Tenant
 }
 
-func newFixture(t *testing.T, db *bun.DB) *fixture {
+func newFixture(t testing.TB, db *bun.DB) *fixture {
 	t.Helper()
 	fake := sendgridfake.New(t)
 	ten, _, err := store.CreateTenant(context.Background(), db, "Parts <Co>", "", t0)

@@ -1,0 +1,246 @@
+package main_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+	"github.com/xuri/excelize/v2"
+
+	"github.com/onboard-dev/onboard/internal/testenv"
+	"github.com/onboard-dev/onboard/jobs"
+)
+
+// BenchmarkImport measures, in one run and on the same rows:
+//
+//   - raw COPY of the CSV into a plain table with the same unique index as
+//     invitations' (tenant, email): the floor no import can beat;
+//   - the full import of the CSV by the real worker binary: upload through
+//     the API, count pass, validation, customers, accounts, invitations,
+//     deliveries and outbox rows committed in checkpointed batches;
+//   - bare excelize Rows() iteration over the XLSX version of the rows;
+//   - the full import of that XLSX file.
+//
+// It prints rows/s for each and the ratios import/COPY (CSV) and
+// import/Rows() (XLSX), and the worker's peak RSS. Sending is paused (the
+// critical queue) so that the import is measured, not SendGrid.
+//
+//	BENCH_IMPORT_ROWS=100000 go test -run '^$' -bench Import -benchtime 1x -timeout 60m ./cmd/onboard
+func BenchmarkImport(b *testing.B) {
+	rows := 100_000
+	if v := os.Getenv("BENCH_IMPORT_ROWS"); v != "" {
+		rows, _ = strconv.Atoi(v)
+	}
+	dir := b.TempDir()
+	csvPath := filepath.Join(dir, "customers.csv")
+	xlsxPath := filepath.Join(dir, "customers.xlsx")
+	writeBenchCSV(b, csvPath, rows)
+	writeBenchXLSX(b, xlsxPath, rows)
+	for range b.N {
+		b.StopTimer()
+		s := newSystemB(b, "LOG_LEVEL=warn", "IMPORT_MAX_MB=500", "IMPORT_UNZIP_MAX_MB=4096")
+		s.run("migrate")
+
+		copyRate := rawCopy(b, s.dsn, csvPath, rows)
+		rowsRate := excelizeRows(b, xlsxPath, rows)
+
+		insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: s.redis.Addr()})
+		defer insp.Close()
+		s.start("api", "api")
+		s.start("worker", "worker")
+		// Pause sending: the queue exists once something was enqueued to it.
+		client := asynq.NewClient(asynq.RedisClientOpt{Addr: s.redis.Addr()})
+		defer client.Close()
+		if _, err := client.Enqueue(asynq.NewTask("bench:noop", nil), asynq.Queue(jobs.QueueCritical), asynq.ProcessIn(time.Hour)); err != nil {
+			b.Fatal(err)
+		}
+		if err := insp.PauseQueue(jobs.QueueCritical); err != nil {
+			b.Fatal(err)
+		}
+
+		b.StartTimer()
+		csvElapsed := s.timedImport(b, s.newTenant("CSV Tenant"), csvPath, rows)
+		xlsxElapsed := s.timedImport(b, s.newTenant("XLSX Tenant"), xlsxPath, rows)
+		b.StopTimer()
+		rss := peakRSS(b, s.procs["worker"].Process.Pid)
+
+		csvRate := float64(rows) / csvElapsed.Seconds()
+		xlsxRate := float64(rows) / xlsxElapsed.Seconds()
+		b.ReportMetric(copyRate, "copy_rows/s")
+		b.ReportMetric(csvRate, "import_csv_rows/s")
+		b.ReportMetric(csvRate/copyRate, "csv_import/copy")
+		b.ReportMetric(rowsRate, "excelize_rows/s")
+		b.ReportMetric(xlsxRate, "import_xlsx_rows/s")
+		b.ReportMetric(xlsxRate/rowsRate, "xlsx_import/excelize_rows")
+		b.ReportMetric(float64(rss)/(1<<20), "worker_peak_rss_MiB")
+		b.Logf("%d rows: COPY %.0f rows/s; CSV import %.0f rows/s (%.2f of COPY, %s); excelize Rows() %.0f rows/s; XLSX import %.0f rows/s (%.2f of Rows(), %s); worker peak RSS %.0f MiB",
+			rows, copyRate, csvRate, csvRate/copyRate, csvElapsed.Round(time.Millisecond), rowsRate, xlsxRate, xlsxRate/rowsRate, xlsxElapsed.Round(time.Millisecond), float64(rss)/(1<<20))
+	}
+}
+
+func benchRow(i int) []string {
+	return []string{strconv.Itoa(1_000_000 + i), fmt.Sprintf("contact%d@customer%d.example.com", i, i%977), "Pat", fmt.Sprint("Lee ", i)}
+}
+
+func writeBenchCSV(b *testing.B, path string, rows int) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	fmt.Fprintln(w, "Account Number,Customer Email,Customer First Name,Customer Last Name")
+	for i := range rows {
+		r := benchRow(i)
+		fmt.Fprintf(w, "%s,%s,%s,%s\n", r[0], r[1], r[2], r[3])
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+}
+
+// writeBenchXLSX writes the rows as a spreadsheet program would: account
+// numbers as numeric cells, the rest as text.
+func writeBenchXLSX(b *testing.B, path string, rows int) {
+	x := excelize.NewFile()
+	defer x.Close()
+	sw, err := x.NewStreamWriter("Sheet1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := sw.SetRow("A1", []any{"Account Number", "Customer Email", "Customer First Name", "Customer Last Name"}); err != nil {
+		b.Fatal(err)
+	}
+	for i := range rows {
+		r := benchRow(i)
+		cell, _ := excelize.CoordinatesToCellName(1, i+2)
+		if err := sw.SetRow(cell, []any{1_000_000 + i, r[1], r[2], r[3]}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := sw.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := x.SaveAs(path); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// rawCopy loads the CSV with COPY into a plain table carrying the unique
+// index invitations have on (tenant, email).
+func rawCopy(b *testing.B, dsn, path string, rows int) float64 {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{
+		`CREATE TABLE bench_copy (tenant_id uuid NOT NULL DEFAULT '00000000-0000-0000-0000-000000000001', account_number text, email text, first_name text, last_name text)`,
+		`CREATE UNIQUE INDEX bench_copy_email ON bench_copy (tenant_id, email)`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			b.Fatal(err)
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	start := time.Now()
+	tag, err := conn.PgConn().CopyFrom(ctx, f, `COPY bench_copy (account_number, email, first_name, last_name) FROM STDIN WITH (FORMAT csv, HEADER true)`)
+	elapsed := time.Since(start)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if int(tag.RowsAffected()) != rows {
+		b.Fatalf("COPY loaded %d rows, want %d", tag.RowsAffected(), rows)
+	}
+	return float64(rows) / elapsed.Seconds()
+}
+
+// excelizeRows iterates the workbook with excelize's streaming reader and
+// nothing else: the floor for an XLSX import.
+func excelizeRows(b *testing.B, path string, rows int) float64 {
+	start := time.Now()
+	f, err := excelize.OpenFile(path, excelize.Options{RawCellValue: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	it, err := f.Rows("Sheet1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	for it.Next() {
+		if _, err := it.Columns(excelize.Options{RawCellValue: true}); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	it.Close()
+	elapsed := time.Since(start)
+	if n != rows+1 {
+		b.Fatalf("excelize read %d rows, want %d", n, rows+1)
+	}
+	return float64(rows) / elapsed.Seconds()
+}
+
+// timedImport uploads a file through the API and waits for its import to
+// complete; the time runs from the upload to completion.
+func (s *system) timedImport(b *testing.B, key, path string, rows int) time.Duration {
+	f, err := os.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		fw, _ := mw.CreateFormFile("file", filepath.Base(path))
+		_, err := io.Copy(fw, f)
+		if err == nil {
+			err = mw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	start := time.Now()
+	req, _ := http.NewRequest("POST", s.apiURL+"/v1/imports", pr)
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var out struct {
+		ID string `json:"id"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		b.Fatalf("upload: %d", resp.StatusCode)
+	}
+	var st map[string]any
+	testenv.Eventually(b, 30*time.Minute, "the import to complete", func() bool {
+		_, st = s.do(key, "GET", "/v1/imports/"+out.ID, nil)
+		return st["status"] == "completed" || st["status"] == "failed"
+	})
+	elapsed := time.Since(start)
+	if st["status"] != "completed" || st["succeeded"] != float64(rows) {
+		b.Fatalf("import ended %v", st)
+	}
+	return elapsed
+}
