@@ -134,6 +134,10 @@ func (d *Deps) openImport(ctx context.Context, im *store.Import) (importer.Reade
 // in batches.
 func (d *Deps) runImport(ctx context.Context, tenant *store.Tenant, im *store.Import) error {
 	if im.Status == store.ImportQueued || im.TotalRows == 0 {
+		// Processing from now: the history shows the count pass under way.
+		if err := store.StartImport(ctx, d.DB, im, 0, d.now()); err != nil {
+			return err
+		}
 		total, err := d.countImportRows(ctx, im)
 		if err != nil {
 			return err

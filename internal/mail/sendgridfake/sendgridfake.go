@@ -48,6 +48,15 @@ type Attachment struct {
 	Content        []byte
 }
 
+// MarshalJSON shows text attachments (the CSVs onboard sends) as text.
+func (a Attachment) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Filename string `json:"filename"`
+		Type     string `json:"type"`
+		Content  string `json:"content"`
+	}{a.Filename, a.Type, string(a.Content)})
+}
+
 // Server is the fake.
 type Server struct {
 	URL    string
@@ -80,7 +89,27 @@ func NewServer() *Server {
 }
 
 // Close stops the server.
-func (s *Server) Close() { s.srv.Close() }
+func (s *Server) Close() {
+	if s.srv != nil {
+		s.srv.Close()
+	}
+}
+
+// NewHandler is a fake with the given API key to serve yourself (see
+// cmd/sendgridfake): POST /v3/mail/send as SendGrid, and GET /messages
+// listing what it accepted, as JSON, for a person to look at.
+func NewHandler(apiKey string) (*Server, http.Handler) {
+	s := &Server{APIKey: apiKey}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v3/mail/send", s.serve)
+	mux.HandleFunc("GET /messages", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(s.Messages())
+	})
+	return s, mux
+}
 
 // FailNext answers the next n requests with status (429 comes with
 // X-RateLimit-Reset one second ahead).
