@@ -20,10 +20,10 @@ import (
 	"github.com/onboard-dev/onboard/store"
 )
 
-// importBatchRows is how many rows one transaction commits, with the
+// DefaultImportBatchRows is how many rows one transaction commits, with the
 // checkpoint: enough that per-statement costs fade, few enough that a retry
-// redoes little, and one batch's emails are one invite:send task.
-const importBatchRows = jobs.MaxDeliveriesPerSend
+// redoes little. Its emails go out as invite:send tasks of up to 1,000.
+const DefaultImportBatchRows = 5000
 
 // erpLookupsPerBatch bounds the ERP lookups one import runs at a time; the
 // shared limiter bounds them across all workers.
@@ -151,7 +151,11 @@ func (d *Deps) runImport(ctx context.Context, tenant *store.Tenant, im *store.Im
 		return err
 	}
 	defer r.Close()
-	batch := make([]importer.Row, 0, importBatchRows)
+	size := d.ImportBatchRows
+	if size <= 0 {
+		size = DefaultImportBatchRows
+	}
+	batch := make([]importer.Row, 0, size)
 	for {
 		row, err := r.Next()
 		if errors.Is(err, io.EOF) {
@@ -164,7 +168,7 @@ func (d *Deps) runImport(ctx context.Context, tenant *store.Tenant, im *store.Im
 			continue // committed by an earlier attempt
 		}
 		batch = append(batch, row)
-		if len(batch) == importBatchRows {
+		if len(batch) == size {
 			if err := d.importBatch(ctx, tenant, im, batch); err != nil {
 				return err
 			}

@@ -404,6 +404,7 @@ func TestImportWithERPValidationResumesAfterAFailure(t *testing.T) {
 	defer srv.Close()
 	flaky := &flakyERP{AccountVerifier: erp.NewREST(srv.URL, "", nil), failing: "501500"} // row 1002: the second batch
 	f.deps.ERP = flaky
+	f.deps.ImportBatchRows = 1000
 	im := f.upload(t, []byte(csv.String()), func(im *store.Import) { im.ValidateERP = true })
 
 	if err := f.importNow(t, im); err == nil || !strings.Contains(err.Error(), "ERP timed out") {
@@ -451,6 +452,7 @@ func TestImportByTwoWorkersAtOnceCountsEveryRowOnce(t *testing.T) {
 		fmt.Fprintf(&csv, "%d,user%d@example.com\n", 700000+i, i)
 	}
 	im := f.upload(t, []byte(csv.String()), nil)
+	f.deps.ImportBatchRows = 1000
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i := range errs {

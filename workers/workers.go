@@ -48,6 +48,9 @@ type Deps struct {
 	// ImportUnzipLimit caps an XLSX upload decompressed (0: the importer's
 	// default), so that a zip bomb fails its import, not the worker.
 	ImportUnzipLimit int64
+	// ImportBatchRows is the rows an import commits at a time (0:
+	// DefaultImportBatchRows).
+	ImportBatchRows int
 }
 
 func (d *Deps) now() time.Time {
