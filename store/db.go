@@ -12,7 +12,8 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect"
 	"github.com/uptrace/bun/dialect/pgdialect"
@@ -48,10 +49,16 @@ func Open(ctx context.Context, dsn string) (*bun.DB, error) {
 	var db *bun.DB
 	switch d {
 	case Postgres:
-		sqldb, err := sql.Open("pgx", dsn)
+		cfg, err := pgx.ParseConfig(dsn)
 		if err != nil {
-			return nil, fmt.Errorf("open postgres: %w", err)
+			return nil, fmt.Errorf("open postgres: %w", err) // pgx masks the password
 		}
+		// Bun writes every argument into the SQL text, so no two queries of
+		// a batch share a text: pgx's default per-connection cache of
+		// prepared statements would only hold (up to 512 of) them, megabytes
+		// each for a 5,000-row import check, in the worker and in Postgres.
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+		sqldb := stdlib.OpenDB(*cfg)
 		sqldb.SetMaxOpenConns(20)
 		sqldb.SetMaxIdleConns(10)
 		sqldb.SetConnMaxIdleTime(5 * time.Minute)

@@ -26,6 +26,16 @@ var typesByDialect = map[Dialect]columnTypes{
 // `onboard migrate` runs (two release phases starting at once).
 const migrationLockKey = 0x6f6e626f617264 // "onboard"
 
+// MigrationNames lists the migrations onboard ships, oldest first.
+func MigrationNames() []string {
+	entries, _ := fs.ReadDir(migrationFiles, "migrations")
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
 // Migrate applies every migration not applied yet. It is idempotent and safe
 // to run from several processes at once: on Postgres the whole run holds an
 // advisory lock, so a second process waits and then finds nothing to do.

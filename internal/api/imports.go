@@ -374,7 +374,11 @@ func (s *Server) getImport(w http.ResponseWriter, r *http.Request) error {
 func attachment(w http.ResponseWriter, contentType, filename string) {
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": filename}))
+	disposition := mime.FormatMediaType("attachment", map[string]string{"filename": filename})
+	if disposition == "" {
+		disposition = "attachment" // a name mime cannot encode: the browser picks one
+	}
+	w.Header().Set("Content-Disposition", disposition)
 }
 
 var errorLogHeader = append([]string{"row", "field", "message"}, importer.TemplateHeader...)
