@@ -64,26 +64,56 @@ type CustomerAccount struct {
 // InsertCustomer stores a customer and its account numbers. An account number
 // that another customer of the tenant holds is ErrAccountInUse.
 func InsertCustomer(ctx context.Context, db bun.IDB, c *Customer) error {
-	if c.ID == uuid.Nil {
-		c.ID = uuid.Must(uuid.NewV7())
-	}
-	if c.Status == "" {
-		c.Status = CustomerActive
-	}
-	if c.ERPStatus == "" {
-		c.ERPStatus = ERPUnverified
-	}
-	if _, err := db.NewInsert().Model(c).Exec(ctx); err != nil {
-		return fmt.Errorf("insert customer: %w", err)
-	}
-	if len(c.AccountNumbers) == 0 {
+	return InsertCustomers(ctx, db, []*Customer{c})
+}
+
+// InsertCustomers stores new customers and their account numbers, a
+// statement (or a COPY, in a BulkTx) per table. An account number another
+// customer of the tenant holds is ErrAccountInUse.
+func InsertCustomers(ctx context.Context, db bun.IDB, cs []*Customer) error {
+	if len(cs) == 0 {
 		return nil
 	}
-	accounts := make([]CustomerAccount, len(c.AccountNumbers))
-	for i, n := range c.AccountNumbers {
-		accounts[i] = CustomerAccount{TenantID: c.TenantID, AccountNumber: n, CustomerID: c.ID}
+	accounts := make([]CustomerAccount, 0, len(cs))
+	for _, c := range cs {
+		if c.ID == uuid.Nil {
+			c.ID = uuid.Must(uuid.NewV7())
+		}
+		if c.Status == "" {
+			c.Status = CustomerActive
+		}
+		if c.ERPStatus == "" {
+			c.ERPStatus = ERPUnverified
+		}
+		for _, n := range c.AccountNumbers {
+			accounts = append(accounts, CustomerAccount{TenantID: c.TenantID, AccountNumber: n, CustomerID: c.ID})
+		}
 	}
-	if _, err := db.NewInsert().Model(&accounts).Exec(ctx); err != nil {
+	rows := make([][]any, len(cs))
+	for i, c := range cs {
+		rows[i] = []any{pgUUID(c.ID), pgUUID(c.TenantID), c.CompanyName, c.Phone, c.Ranking, c.Status, c.ERPStatus,
+			c.ERPName, c.ERPPriceTier, c.ERPError, pgTime(c.ERPCheckedAt), c.CreatedAt.UTC(), c.UpdatedAt.UTC()}
+	}
+	copied, err := copyRows(ctx, db, "customers", []string{"id", "tenant_id", "company_name", "phone", "ranking", "status", "erp_status",
+		"erp_name", "erp_price_tier", "erp_error", "erp_checked_at", "created_at", "updated_at"}, rows)
+	if !copied {
+		_, err = db.NewInsert().Model(&cs).Exec(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("insert customers: %w", err)
+	}
+	if len(accounts) == 0 {
+		return nil
+	}
+	rows = make([][]any, len(accounts))
+	for i, a := range accounts {
+		rows[i] = []any{pgUUID(a.TenantID), a.AccountNumber, pgUUID(a.CustomerID)}
+	}
+	copied, err = copyRows(ctx, db, "customer_accounts", []string{"tenant_id", "account_number", "customer_id"}, rows)
+	if !copied {
+		_, err = db.NewInsert().Model(&accounts).Exec(ctx)
+	}
+	if err != nil {
 		if _, ok := uniqueViolation(err); ok {
 			return fmt.Errorf("insert customer accounts: %w", ErrAccountInUse)
 		}

@@ -91,17 +91,40 @@ type User struct {
 // one invitation that is not revoked (ErrEmailInUse) and a customer has one
 // vendor invitation (ErrAlreadyInvited).
 func InsertInvitation(ctx context.Context, db bun.IDB, inv *Invitation) error {
-	if inv.ID == uuid.Nil {
-		inv.ID = uuid.Must(uuid.NewV7())
+	return InsertInvitations(ctx, db, []*Invitation{inv})
+}
+
+// InsertInvitations stores new invitations in one statement; see
+// InsertInvitation for the conflicts.
+func InsertInvitations(ctx context.Context, db bun.IDB, invs []*Invitation) error {
+	if len(invs) == 0 {
+		return nil
 	}
-	if inv.Role == "" {
-		inv.Role = RoleAdmin
+	for _, inv := range invs {
+		if inv.ID == uuid.Nil {
+			inv.ID = uuid.Must(uuid.NewV7())
+		}
+		if inv.Role == "" {
+			inv.Role = RoleAdmin
+		}
+		if inv.Kind == "" {
+			inv.Kind = KindVendor
+		}
 	}
-	if inv.Kind == "" {
-		inv.Kind = KindVendor
+	rows := make([][]any, len(invs))
+	for i, v := range invs {
+		rows[i] = []any{pgUUID(v.ID), pgUUID(v.TenantID), pgUUID(v.CustomerID), v.Kind, v.Email, v.EmailNormalized, v.FirstName, v.LastName,
+			v.Phone, v.Role, v.State, v.DeliveryStatus, v.DeliveryError, pgTime(v.ExpiresAt), int32(v.SendCount), pgTime(v.LastSentAt),
+			pgTime(v.AcceptedAt), pgTime(v.RevokedAt), pgNullUUID(v.ImportID), pgNullInt(v.ImportRow), v.CreatedAt.UTC(), v.UpdatedAt.UTC()}
 	}
-	if _, err := db.NewInsert().Model(inv).Exec(ctx); err != nil {
-		return fmt.Errorf("insert invitation: %w", invitationConflict(err))
+	copied, err := copyRows(ctx, db, "invitations", []string{"id", "tenant_id", "customer_id", "kind", "email", "email_normalized", "first_name", "last_name",
+		"phone", "role", "state", "delivery_status", "delivery_error", "expires_at", "send_count", "last_sent_at",
+		"accepted_at", "revoked_at", "import_id", "import_row", "created_at", "updated_at"}, rows)
+	if !copied {
+		_, err = db.NewInsert().Model(&invs).Exec(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("insert invitations: %w", invitationConflict(err))
 	}
 	return nil
 }

@@ -38,28 +38,15 @@ var errImportStopped = errors.New("the import cannot go on")
 // are committed together, so a worker that dies resumes after the last
 // committed batch and every row counts once.
 func (d *Deps) handleImportProcess(ctx context.Context, t *asynq.Task) error {
-	var p jobs.ImportProcess
-	if err := jobs.Decode(t, &p); err != nil {
-		return err
-	}
-	tenantID, err1 := uuid.Parse(p.TenantID)
-	importID, err2 := uuid.Parse(p.ImportID)
-	if err := errors.Join(err1, err2); err != nil {
-		return fmt.Errorf("import:process: %v: %w", err, asynq.SkipRetry)
-	}
-	im, err := store.GetImport(ctx, d.DB, tenantID, importID)
-	if errors.Is(err, store.ErrNotFound) {
-		d.completed(ctx)
-		return nil
-	}
-	if err != nil {
+	im, err := d.taskImport(ctx, t)
+	if im == nil {
 		return err
 	}
 	if im.Finished() {
 		d.completed(ctx)
 		return nil
 	}
-	tenant, err := store.TenantByID(ctx, d.DB, tenantID)
+	tenant, err := store.TenantByID(ctx, d.DB, im.TenantID)
 	if err != nil {
 		return err
 	}
@@ -78,6 +65,27 @@ func (d *Deps) handleImportProcess(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("import %s: %w: %w", im.ID, err, asynq.SkipRetry)
 	}
 	return err
+}
+
+// taskImport loads the import an import:process or import:report task names.
+// It returns nil when there is nothing to do: the import is gone (nil error)
+// or cannot be loaded (the error).
+func (d *Deps) taskImport(ctx context.Context, t *asynq.Task) (*store.Import, error) {
+	var p jobs.ImportProcess // import:report's payload has the same shape
+	if err := jobs.Decode(t, &p); err != nil {
+		return nil, err
+	}
+	tenantID, err1 := uuid.Parse(p.TenantID)
+	importID, err2 := uuid.Parse(p.ImportID)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("%s: %v: %w", t.Type(), err, asynq.SkipRetry)
+	}
+	im, err := store.GetImport(ctx, d.DB, tenantID, importID)
+	if errors.Is(err, store.ErrNotFound) {
+		d.completed(ctx)
+		return nil, nil
+	}
+	return im, err
 }
 
 // finishImport records the outcome and, in the same transaction, queues the

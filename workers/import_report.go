@@ -15,7 +15,6 @@ import (
 	"github.com/onboard-dev/onboard/internal/csvsafe"
 	"github.com/onboard-dev/onboard/internal/importer"
 	"github.com/onboard-dev/onboard/internal/mail"
-	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
 	"github.com/onboard-dev/onboard/templates"
 )
@@ -30,21 +29,8 @@ const MaxReportAttachmentBytes = 8 << 20
 // is a delivery like an invitation's, claimed under a lease, so a retry or a
 // duplicate task sends it once.
 func (d *Deps) handleImportReport(ctx context.Context, t *asynq.Task) error {
-	var p jobs.ImportReport
-	if err := jobs.Decode(t, &p); err != nil {
-		return err
-	}
-	tenantID, err1 := uuid.Parse(p.TenantID)
-	importID, err2 := uuid.Parse(p.ImportID)
-	if err := errors.Join(err1, err2); err != nil {
-		return fmt.Errorf("import:report: %v: %w", err, asynq.SkipRetry)
-	}
-	im, err := store.GetImport(ctx, d.DB, tenantID, importID)
-	if errors.Is(err, store.ErrNotFound) {
-		d.completed(ctx)
-		return nil
-	}
-	if err != nil {
+	im, err := d.taskImport(ctx, t)
+	if im == nil {
 		return err
 	}
 	del, err := store.ImportReportDelivery(ctx, d.DB, im.ID)
@@ -67,7 +53,7 @@ func (d *Deps) handleImportReport(ctx context.Context, t *asynq.Task) error {
 		d.completed(ctx)
 		return nil // sent or failed for good already
 	}
-	tenant, err := store.TenantByID(ctx, d.DB, tenantID)
+	tenant, err := store.TenantByID(ctx, d.DB, im.TenantID)
 	if err != nil {
 		return d.releaseReport(ctx, del, err)
 	}

@@ -79,14 +79,7 @@ func (f *fixture) process(t *testing.T, ds ...*store.Delivery) error {
 	for i, d := range ds {
 		ids[i] = d.ID.String()
 	}
-	job := jobs.NewInviteSend(f.tenant.ID.String(), ids)
-	task, err := jobs.Build(job.Type, job.ID, job.Payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := asynq.NewServeMux()
-	workers.Register(mux, f.deps)
-	return mux.ProcessTask(context.Background(), task)
+	return f.runTask(t, jobs.NewInviteSend(f.tenant.ID.String(), ids))
 }
 
 func (f *fixture) state(t *testing.T, id uuid.UUID) *store.Delivery {

@@ -102,15 +102,7 @@ func (e *env) call(key, method, path, body string) response {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	out := response{code: resp.StatusCode, raw: string(raw), hdr: resp.Header}
-	_ = json.Unmarshal(raw, &out.body)
-	return out
+	return e.do("", req)
 }
 
 func (e *env) create(key string, fields map[string]any) response {
