@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -125,19 +126,6 @@ func CreateImport(ctx context.Context, db bun.IDB, im *Import) error {
 	return nil
 }
 
-// UpdateImportUpload records what was learned while the upload was stored:
-// its size, format and options (multipart fields may follow the file).
-func UpdateImportUpload(ctx context.Context, db bun.IDB, im *Import) error {
-	_, err := db.NewUpdate().Model(im).
-		Column("filename", "content_type", "format", "size_bytes", "sheet", "validate_erp", "dry_run", "notify_email", "updated_at").
-		Where("tenant_id = ? AND id = ?", im.TenantID, im.ID).
-		Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("update import: %w", err)
-	}
-	return nil
-}
-
 // AddImportChunk stores the seq-th piece of an import's file.
 func AddImportChunk(ctx context.Context, db bun.IDB, importID uuid.UUID, seq int, data []byte) error {
 	if _, err := db.NewInsert().Model(&importChunk{ImportID: importID, Seq: seq, Data: data}).Exec(ctx); err != nil {
@@ -192,7 +180,7 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 		}
 		var c importChunk
 		err := r.db.NewSelect().Model(&c).Where("import_id = ? AND seq = ?", r.importID, r.seq).Scan(r.ctx)
-		if errors.Is(notFound(err), ErrNotFound) {
+		if errors.Is(err, sql.ErrNoRows) {
 			r.done = true
 			continue
 		}
@@ -294,9 +282,9 @@ func InsertImportErrors(ctx context.Context, db bun.IDB, errs []*ImportError) er
 	return nil
 }
 
-// ImportErrorsPage returns the error log from the entry after (row, field),
+// importErrorsPage returns the error log from the entry after (row, field),
 // in row order.
-func ImportErrorsPage(ctx context.Context, db bun.IDB, importID uuid.UUID, afterRow int, afterField string, limit int) ([]*ImportError, error) {
+func importErrorsPage(ctx context.Context, db bun.IDB, importID uuid.UUID, afterRow int, afterField string, limit int) ([]*ImportError, error) {
 	var errs []*ImportError
 	err := db.NewSelect().Model(&errs).
 		Where("import_id = ?", importID).
@@ -313,7 +301,7 @@ func ImportErrorsPage(ctx context.Context, db bun.IDB, importID uuid.UUID, after
 func EachImportError(ctx context.Context, db bun.IDB, importID uuid.UUID, fn func(*ImportError) error) error {
 	row, field := 0, ""
 	for {
-		page, err := ImportErrorsPage(ctx, db, importID, row, field, 1000)
+		page, err := importErrorsPage(ctx, db, importID, row, field, 1000)
 		if err != nil {
 			return err
 		}

@@ -457,18 +457,13 @@ func (d *Deps) verifyImportAccounts(ctx context.Context, out []*rowOutcome) erro
 	if stop != nil {
 		return stop
 	}
+	// Without a stop, the only lookup errors left are accounts not found.
 	for i, number := range order {
-		res := results[i]
-		switch {
-		case errors.Is(res.err, erp.ErrNotFound):
-			for _, o := range byAccount[number] {
+		for _, o := range byAccount[number] {
+			if results[i].err != nil {
 				o.fail(importer.ColAccountNumber, importer.MsgAccountNotInERP)
-			}
-		case res.err != nil:
-			return fmt.Errorf("ERP lookup of account %s: %w", number, res.err) // unreachable: stop is set
-		default:
-			for _, o := range byAccount[number] {
-				o.account = &res.acct
+			} else {
+				o.account = &results[i].acct
 			}
 		}
 	}

@@ -137,15 +137,14 @@ var errAttachmentFull = errors.New("attachment full")
 
 // boundedCSV writes formula-safe CSV rows until MaxReportAttachmentBytes.
 type boundedCSV struct {
-	buf    bytes.Buffer
-	w      *csvsafe.Writer
-	rows   int
-	full   bool
-	header []string
+	buf  bytes.Buffer
+	w    *csvsafe.Writer
+	rows int
+	full bool
 }
 
 func newBoundedCSV(header []string) *boundedCSV {
-	b := &boundedCSV{header: header}
+	b := &boundedCSV{}
 	b.w = csvsafe.NewWriter(&b.buf)
 	_ = b.w.Write(header)
 	return b

@@ -12,17 +12,19 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/onboard-dev/onboard/internal/emailaddr"
+	"github.com/onboard-dev/onboard/internal/importer"
 	"github.com/onboard-dev/onboard/internal/invite"
 	"github.com/onboard-dev/onboard/internal/outbox"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
 )
 
-// The validation messages of the product, word for word.
+// The validation messages of the product, word for word: the importer's, so
+// the API and the import's error log say the same.
 const (
-	msgEmailEmpty   = "Customer Email field must not be empty"
-	msgEmailInvalid = "Customer Email must be valid"
-	msgAccountEmpty = "Account Number field must not be empty"
+	msgEmailEmpty   = importer.MsgEmailEmpty
+	msgEmailInvalid = importer.MsgEmailInvalid
+	msgAccountEmpty = importer.MsgAccountEmpty
 )
 
 type createCustomerRequest struct {
