@@ -220,20 +220,12 @@ func (s *system) timedImport(b *testing.B, key, path string, rows int) time.Dura
 		pw.CloseWithError(err)
 	}()
 	start := time.Now()
-	req, _ := http.NewRequest("POST", s.apiURL+"/v1/imports", pr)
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
+	code, raw := s.send(key, "POST", "/v1/imports", mw.FormDataContentType(), pr)
 	var out struct {
 		ID string `json:"id"`
 	}
-	err = json.NewDecoder(resp.Body).Decode(&out)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusAccepted {
-		b.Fatalf("upload: %d", resp.StatusCode)
+	if err := json.Unmarshal(raw, &out); err != nil || code != http.StatusAccepted {
+		b.Fatalf("upload: %d %s", code, raw)
 	}
 	var st map[string]any
 	testenv.Eventually(b, 30*time.Minute, "the import to complete", func() bool {

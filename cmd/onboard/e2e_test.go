@@ -214,17 +214,31 @@ func (s *system) do(key, method, path string, body any) (int, map[string]any) {
 		b, _ := json.Marshal(body)
 		r = bytes.NewReader(b)
 	}
-	req, _ := http.NewRequest(method, s.apiURL+path, r)
+	code, raw := s.send(key, method, path, "application/json", r)
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	return code, out
+}
+
+// send makes one request to the API with the tenant's key and returns the
+// status and the whole body.
+func (s *system) send(key, method, path, contentType string, body io.Reader) (int, []byte) {
+	s.t.Helper()
+	req, _ := http.NewRequest(method, s.apiURL+path, body)
 	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return resp.StatusCode, raw
 }
 
 func (s *system) inviteCustomer(key, account, email string) string {
@@ -427,18 +441,11 @@ func (s *system) upload(key, filename string, content []byte, fields ...string) 
 	fw, _ := mw.CreateFormFile("file", filename)
 	_, _ = fw.Write(content)
 	_ = mw.Close()
-	req, _ := http.NewRequest("POST", s.apiURL+"/v1/imports", &body)
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	code, raw := s.send(key, "POST", "/v1/imports", mw.FormDataContentType(), &body)
 	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	if resp.StatusCode != http.StatusAccepted {
-		s.t.Fatalf("upload: %d %v", resp.StatusCode, out)
+	_ = json.Unmarshal(raw, &out)
+	if code != http.StatusAccepted {
+		s.t.Fatalf("upload: %d %s", code, raw)
 	}
 	return out
 }
@@ -454,18 +461,11 @@ func (s *system) importStatus(key, id string) map[string]any {
 
 func (s *system) get(key, path string) string {
 	s.t.Helper()
-	req, _ := http.NewRequest("GET", s.apiURL+path, nil)
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
+	code, raw := s.send(key, "GET", path, "", nil)
+	if code != 200 {
+		s.t.Fatalf("GET %s: %d %s", path, code, raw)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		s.t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
-	}
-	return string(b)
+	return string(raw)
 }
 
 // The README's walk-through: the template with good and bad rows, uploaded,
