@@ -7,8 +7,12 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"github.com/onboard-dev/onboard/internal/api"
+	"github.com/onboard-dev/onboard/internal/config"
 	"github.com/onboard-dev/onboard/internal/monitor"
+	"github.com/onboard-dev/onboard/internal/outbox"
 )
 
 func runAPI(ctx context.Context, env *environment, args []string) error {
@@ -20,10 +24,19 @@ func runAPI(ctx context.Context, env *environment, args []string) error {
 	defer db.Close()
 	dispatcher, closeDispatcher := newDispatcher(cfg, db, env)
 	defer closeDispatcher()
+	h, closeAPI := newAPIHandler(cfg, db, dispatcher, env)
+	defer closeAPI()
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	return serveHTTP(ctx, env, ln, h, cfg.ShutdownTimeout)
+}
 
+// newAPIHandler is the API with the dashboard mounted: the same in `api`
+// and `dev`.
+func newAPIHandler(cfg *config.Config, db *bun.DB, dispatcher *outbox.Dispatcher, env *environment) (http.Handler, func()) {
 	mon, closeMon := monitor.New(monitor.Options{Redis: cfg.Redis, User: cfg.MonitorUser, Password: cfg.MonitorPassword, ReadOnly: cfg.MonitorReadonly})
-	defer closeMon()
-
 	srv := &api.Server{
 		Monitor:        mon,
 		DB:             db,
@@ -33,15 +46,11 @@ func runAPI(ctx context.Context, env *environment, args []string) error {
 		MaxUploadBytes: cfg.ImportMaxBytes,
 		Ready:          func(ctx context.Context) error { return dispatcher.Client.Ping() },
 	}
-	return serveHTTP(ctx, env, cfg.HTTPAddr, srv.Handler(), cfg.ShutdownTimeout)
+	return srv.Handler(), func() { closeMon() }
 }
 
-// serveHTTP serves until ctx ends, then drains open requests.
-func serveHTTP(ctx context.Context, env *environment, addr string, h http.Handler, drain time.Duration) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
+// serveHTTP serves on ln until ctx ends, then drains open requests.
+func serveHTTP(ctx context.Context, env *environment, ln net.Listener, h http.Handler, drain time.Duration) error {
 	hs := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -31,6 +31,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"dev", "run everything in one process on embedded defaults (no Postgres, Redis or SendGrid needed)", runDev},
 		{"api", "serve the HTTP API and the asynqmon dashboard at /monitor", runAPI},
 		{"worker", "run the asynq worker pool", runWorker},
 		{"scheduler", "run the cron schedules (nightly resend, expiry, ERP re-verification, outbox sweep)", runScheduler},

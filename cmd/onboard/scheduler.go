@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/robfig/cron/v3"
+	"github.com/uptrace/bun"
 
 	"github.com/onboard-dev/onboard/internal/config"
 	"github.com/onboard-dev/onboard/internal/outbox"
@@ -21,7 +22,18 @@ func runScheduler(ctx context.Context, env *environment, args []string) error {
 	defer db.Close()
 	dispatcher, closeDispatcher := newDispatcher(cfg, db, env)
 	defer closeDispatcher()
+	stop, err := startScheduler(ctx, env, cfg, db, dispatcher)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	stop()
+	return nil
+}
 
+// startScheduler starts the cron schedules (the same in `scheduler` and
+// `dev`); stop waits for a running job to finish.
+func startScheduler(ctx context.Context, env *environment, cfg *config.Config, db *bun.DB, dispatcher *outbox.Dispatcher) (stop func(), err error) {
 	c := cron.New(cron.WithParser(config.CronParser), cron.WithLocation(time.UTC),
 		cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
 
@@ -44,13 +56,13 @@ func runScheduler(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	if err := scheduled(jobs.TypeInviteResend, cfg.ResendSchedule); err != nil {
-		return err
+		return nil, err
 	}
 	if err := scheduled(jobs.TypeInviteExpire, cfg.ExpirySchedule); err != nil {
-		return err
+		return nil, err
 	}
 	if err := scheduled(jobs.TypeERPReverify, cfg.ERPReverifySchedule); err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := c.AddFunc(cfg.OutboxSweepSchedule, func() {
 		r, err := dispatcher.Sweep(ctx, outbox.SweepOptions{Grace: cfg.OutboxGrace, Stale: cfg.OutboxStale, KeepCompleted: 7 * 24 * time.Hour})
@@ -62,11 +74,9 @@ func runScheduler(ctx context.Context, env *environment, args []string) error {
 			env.log.Info("outbox sweep", "enqueued", r.Enqueued, "recovered", r.Recovered, "abandoned", r.Abandoned, "purged", r.Purged)
 		}
 	}); err != nil {
-		return err
+		return nil, err
 	}
 	c.Start()
 	env.log.Info("scheduler started", "resend", cfg.ResendSchedule, "expiry", cfg.ExpirySchedule, "erp_reverify", cfg.ERPReverifySchedule, "outbox_sweep", cfg.OutboxSweepSchedule)
-	<-ctx.Done()
-	<-c.Stop().Done()
-	return nil
+	return func() { <-c.Stop().Done() }, nil
 }

@@ -12,8 +12,8 @@ import (
 
 // Address is a mailbox with an optional display name.
 type Address struct {
-	Email string
-	Name  string
+	Email string `json:"email"`
+	Name  string `json:"name,omitempty"`
 }
 
 // Attachment is a file sent with the email.

@@ -2,11 +2,14 @@ package monitor_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 
@@ -83,4 +86,47 @@ func TestDashboardRefusedWithoutConfiguredCredentials(t *testing.T) {
 	if code, _ := get(t, srv.URL+"/monitor/", "ops", ""); code != 403 {
 		t.Fatalf("%d, want 403", code)
 	}
+}
+
+// TestDashboardRendersInABrowser loads the dashboard in headless Chromium:
+// with credentials the single-page app runs, calls its API through the same
+// auth and renders the queue table; without them nothing of it loads.
+func TestDashboardRendersInABrowser(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: r.Addr()})
+	defer client.Close()
+	for _, q := range []string{"critical", "default", "bulk"} {
+		if _, err := client.Enqueue(asynq.NewTask("probe:"+q, []byte(`{}`)), asynq.Queue(q)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, readOnly := range []bool{false, true} {
+		srv := serve(t, monitor.Options{Redis: asynq.RedisClientOpt{Addr: r.Addr()}, User: "ops", Password: "s3cret", ReadOnly: readOnly})
+		withCreds := strings.Replace(srv.URL, "http://", "http://ops:s3cret@", 1) + "/monitor/"
+		raw := testenv.DumpDOM(t, withCreds, 15*time.Second)
+		if want := fmt.Sprintf(`FLAG_READ_ONLY="%v"`, readOnly); !strings.Contains(raw, want) {
+			t.Errorf("the page does not carry %s", want)
+		}
+		dom := visibleText(raw)
+		for _, want := range []string{"Queues", "Queue State Size", "critical run 1", "default run 1", "bulk run 1"} {
+			if !strings.Contains(dom, want) {
+				t.Errorf("read-only=%v: the rendered dashboard lacks %q:\n%s", readOnly, want, dom)
+			}
+		}
+		dom = visibleText(testenv.DumpDOM(t, srv.URL+"/monitor/", 5*time.Second))
+		// Headless Chromium cancels the credentials prompt and shows nothing.
+		if strings.Contains(dom, "critical") || strings.Contains(dom, "Queue State") {
+			t.Errorf("without credentials the browser must not see the dashboard, got:\n%s", dom)
+		}
+	}
+}
+
+// visibleText is the page's text with tags, scripts and styles removed and
+// whitespace collapsed.
+func visibleText(dom string) string {
+	for _, re := range []*regexp.Regexp{regexp.MustCompile(`(?s)<(script|style)[^>]*>.*?</(script|style)>`), regexp.MustCompile(`<[^>]+>`)} {
+		dom = re.ReplaceAllString(dom, " ")
+	}
+	return strings.Join(strings.Fields(dom), " ")
 }
