@@ -433,21 +433,28 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 // upload posts a file to /v1/imports as curl -F does.
 func (s *system) upload(key, filename string, content []byte, fields ...string) map[string]any {
 	s.t.Helper()
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	for i := 0; i+1 < len(fields); i += 2 {
-		_ = mw.WriteField(fields[i], fields[i+1])
-	}
-	fw, _ := mw.CreateFormFile("file", filename)
-	_, _ = fw.Write(content)
-	_ = mw.Close()
-	code, raw := s.send(key, "POST", "/v1/imports", mw.FormDataContentType(), &body)
+	contentType, body := uploadForm(filename, content, fields...)
+	code, raw := s.send(key, "POST", "/v1/imports", contentType, body)
 	var out map[string]any
 	_ = json.Unmarshal(raw, &out)
 	if code != http.StatusAccepted {
 		s.t.Fatalf("upload: %d %s", code, raw)
 	}
 	return out
+}
+
+// uploadForm is the multipart body of an import upload: the file and the
+// form fields given as name, value pairs.
+func uploadForm(filename string, content []byte, fields ...string) (contentType string, body *bytes.Buffer) {
+	body = &bytes.Buffer{}
+	mw := multipart.NewWriter(body)
+	for i := 0; i+1 < len(fields); i += 2 {
+		_ = mw.WriteField(fields[i], fields[i+1])
+	}
+	fw, _ := mw.CreateFormFile("file", filename)
+	_, _ = fw.Write(content)
+	_ = mw.Close()
+	return mw.FormDataContentType(), body
 }
 
 func (s *system) importStatus(key, id string) map[string]any {
