@@ -101,3 +101,24 @@ func PurgeCompletedOutbox(ctx context.Context, db bun.IDB, before time.Time) (in
 	n, _ := res.RowsAffected()
 	return n, nil
 }
+
+// OutboxBacklog counts unfinished work: recorded and not yet enqueued, and
+// enqueued and not finished, with the creation time of the oldest (zero when
+// there is none). Both counts read the outbox's partial indexes.
+func OutboxBacklog(ctx context.Context, db bun.IDB) (notEnqueued, unfinished int, oldest time.Time, err error) {
+	var row struct {
+		NotEnqueued int       `bun:"not_enqueued"`
+		Unfinished  int       `bun:"unfinished"`
+		Oldest      time.Time `bun:"oldest,nullzero"`
+	}
+	err = db.NewSelect().Model((*OutboxTask)(nil)).
+		ColumnExpr("COUNT(*) FILTER (WHERE enqueued_at IS NULL) AS not_enqueued").
+		ColumnExpr("COUNT(*) FILTER (WHERE enqueued_at IS NOT NULL) AS unfinished").
+		ColumnExpr("MIN(created_at) AS oldest").
+		Where("completed_at IS NULL").
+		Scan(ctx, &row)
+	if err != nil {
+		return 0, 0, time.Time{}, fmt.Errorf("outbox backlog: %w", err)
+	}
+	return row.NotEnqueued, row.Unfinished, row.Oldest, nil
+}

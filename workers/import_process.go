@@ -15,6 +15,7 @@ import (
 	"github.com/onboard-dev/onboard/internal/erp"
 	"github.com/onboard-dev/onboard/internal/importer"
 	"github.com/onboard-dev/onboard/internal/invite"
+	"github.com/onboard-dev/onboard/internal/metrics"
 	"github.com/onboard-dev/onboard/internal/outbox"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
@@ -344,6 +345,10 @@ func (d *Deps) importBatchOnce(ctx context.Context, tenant *store.Tenant, im *st
 		return err
 	}
 	d.Dispatcher.Dispatch(ctx, queued...)
+	d.Metrics.ImportRows(tenant.ID, progress.Succeeded, progress.Failed)
+	if !im.DryRun {
+		d.Metrics.Invitations(tenant.ID, metrics.InvitationCreated, len(invitations))
+	}
 	im.CheckpointRow = progress.ToRow
 	im.ProcessedRows += progress.Processed
 	im.Succeeded += progress.Succeeded

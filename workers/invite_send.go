@@ -12,6 +12,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/onboard-dev/onboard/internal/mail"
+	"github.com/onboard-dev/onboard/internal/metrics"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
 	"github.com/onboard-dev/onboard/templates"
@@ -221,7 +222,11 @@ func (d *Deps) sendBatch(ctx context.Context, email templates.Email, batch []rec
 	switch {
 	case err == nil:
 		// Record with a context that outlives the task's: the email is out.
-		return store.MarkDeliveriesSent(context.WithoutCancel(ctx), d.DB, ids, res.MessageID, now)
+		if err := store.MarkDeliveriesSent(context.WithoutCancel(ctx), d.DB, ids, res.MessageID, now); err != nil {
+			return err
+		}
+		d.Metrics.Invitations(batch[0].delivery.TenantID, metrics.InvitationSent, len(ids))
+		return nil
 	case mail.IsTemporary(err):
 		if lastAttempt(ctx) {
 			return d.giveUp(ctx, deliveriesOf(batch), "gave up after retries: "+err.Error(), err)
@@ -236,6 +241,7 @@ func (d *Deps) sendBatch(ctx context.Context, email templates.Email, batch []rec
 		if ferr := store.FailDeliveries(context.WithoutCancel(ctx), d.DB, ids, err.Error(), now); ferr != nil {
 			return ferr
 		}
+		d.Metrics.Invitations(batch[0].delivery.TenantID, metrics.InvitationFailed, len(ids))
 		d.Log.WarnContext(ctx, "invitation email refused", "delivery_id", ids[0], "err", err)
 		return nil
 	}
@@ -269,6 +275,9 @@ func (d *Deps) retryLater(ctx context.Context, ds []*store.Delivery, cause error
 func (d *Deps) giveUp(ctx context.Context, ds []*store.Delivery, reason string, cause error) error {
 	if err := store.FailDeliveries(context.WithoutCancel(ctx), d.DB, idsOf(ds), reason, d.now()); err != nil {
 		return errors.Join(cause, err)
+	}
+	if len(ds) > 0 {
+		d.Metrics.Invitations(ds[0].TenantID, metrics.InvitationFailed, len(ds))
 	}
 	d.completed(ctx)
 	return fmt.Errorf("%v: %w", cause, asynq.SkipRetry)

@@ -15,6 +15,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/onboard-dev/onboard/internal/mail"
+	"github.com/onboard-dev/onboard/internal/metrics"
 	"github.com/onboard-dev/onboard/internal/outbox"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
@@ -51,6 +52,9 @@ type Deps struct {
 	// ImportBatchRows is the rows an import commits at a time (0:
 	// DefaultImportBatchRows).
 	ImportBatchRows int
+
+	// Metrics counts sends, import rows and tasks (nil: not counted).
+	Metrics *metrics.Metrics
 }
 
 func (d *Deps) now() time.Time {
@@ -62,7 +66,7 @@ func (d *Deps) now() time.Time {
 
 // Register installs every handler on mux.
 func Register(mux *asynq.ServeMux, d *Deps) {
-	mux.Use(logTasks(d.Log))
+	mux.Use(logTasks(d.Log, d.Metrics))
 	mux.HandleFunc(jobs.TypeInviteSend, d.handleInviteSend)
 	mux.HandleFunc(jobs.TypeInviteResend, d.handleInviteResend)
 	mux.HandleFunc(jobs.TypeInviteExpire, d.handleInviteExpire)
@@ -107,7 +111,7 @@ func lastAttempt(ctx context.Context) bool {
 	return ok1 && ok2 && n >= max
 }
 
-func logTasks(log *slog.Logger) asynq.MiddlewareFunc {
+func logTasks(log *slog.Logger, m *metrics.Metrics) asynq.MiddlewareFunc {
 	return func(next asynq.Handler) asynq.Handler {
 		return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 			start := time.Now()
@@ -121,10 +125,13 @@ func logTasks(log *slog.Logger) asynq.MiddlewareFunc {
 			switch {
 			case err == nil:
 				log.InfoContext(ctx, "task done", append(attrs, "outcome", "ok")...)
+				m.Task(t.Type(), "ok", time.Since(start))
 			case errors.Is(err, asynq.SkipRetry):
 				log.WarnContext(ctx, "task failed for good", append(attrs, "outcome", "failed", "err", err)...)
+				m.Task(t.Type(), "failed", time.Since(start))
 			default:
 				log.WarnContext(ctx, "task will retry", append(attrs, "outcome", "retry", "err", err)...)
+				m.Task(t.Type(), "retry", time.Since(start))
 			}
 			return err
 		})

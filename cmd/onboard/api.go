@@ -3,16 +3,22 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
 
 	"github.com/onboard-dev/onboard/internal/api"
 	"github.com/onboard-dev/onboard/internal/config"
+	"github.com/onboard-dev/onboard/internal/metrics"
 	"github.com/onboard-dev/onboard/internal/monitor"
 	"github.com/onboard-dev/onboard/internal/outbox"
+	"github.com/onboard-dev/onboard/internal/ratelimit"
+	"github.com/onboard-dev/onboard/store"
 )
 
 func runAPI(ctx context.Context, env *environment, args []string) error {
@@ -24,7 +30,10 @@ func runAPI(ctx context.Context, env *environment, args []string) error {
 	defer db.Close()
 	dispatcher, closeDispatcher := newDispatcher(cfg, db, env)
 	defer closeDispatcher()
-	h, closeAPI := newAPIHandler(cfg, db, dispatcher, env)
+	h, closeAPI, err := newAPIHandler(cfg, db, dispatcher, env, metrics.New())
+	if err != nil {
+		return err
+	}
 	defer closeAPI()
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -34,19 +43,46 @@ func runAPI(ctx context.Context, env *environment, args []string) error {
 }
 
 // newAPIHandler is the API with the dashboard mounted: the same in `api`
-// and `dev`.
-func newAPIHandler(cfg *config.Config, db *bun.DB, dispatcher *outbox.Dispatcher, env *environment) (http.Handler, func()) {
+// and `dev`. m gets the queue and outbox metrics besides the API's own.
+func newAPIHandler(cfg *config.Config, db *bun.DB, dispatcher *outbox.Dispatcher, env *environment, m *metrics.Metrics) (http.Handler, func(), error) {
+	rc, err := redisClient(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	mon, closeMon := monitor.New(monitor.Options{Redis: cfg.Redis, User: cfg.MonitorUser, Password: cfg.MonitorPassword, ReadOnly: cfg.MonitorReadonly})
+	inspector := asynq.NewInspector(cfg.Redis)
+	m.WithQueues(inspector)
+	m.WithOutbox(func(ctx context.Context) (metrics.Backlog, error) {
+		notEnqueued, unfinished, oldest, err := store.OutboxBacklog(ctx, db)
+		return metrics.Backlog{NotEnqueued: notEnqueued, Unfinished: unfinished, Oldest: oldest}, err
+	})
 	srv := &api.Server{
 		Monitor:        mon,
 		DB:             db,
 		Dispatcher:     dispatcher,
 		Log:            env.log,
 		Now:            time.Now,
+		Metrics:        m,
+		MetricsToken:   cfg.MetricsToken,
+		WebhookKey:     cfg.SendGridWebhookKey,
+		RequestTimeout: cfg.RequestTimeout,
 		MaxUploadBytes: cfg.ImportMaxBytes,
 		Ready:          func(ctx context.Context) error { return dispatcher.Client.Ping() },
 	}
-	return srv.Handler(), func() { closeMon() }
+	if cfg.RateLimitPerMinute > 0 {
+		srv.RateLimit = ratelimit.NewTenants(rc, cfg.RateLimitPerMinute, cfg.RateLimitBurst)
+	}
+	return srv.Handler(), func() { closeMon(); inspector.Close(); rc.Close() }, nil
+}
+
+// redisClient is a go-redis client for REDIS_URL, for what onboard keeps in
+// Redis itself (rate limits, the SendGrid pause, the ERP semaphore).
+func redisClient(cfg *config.Config) (redis.UniversalClient, error) {
+	rc, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, fmt.Errorf("unexpected Redis client type for REDIS_URL")
+	}
+	return rc, nil
 }
 
 // serveHTTP serves on ln until ctx ends, then drains open requests.

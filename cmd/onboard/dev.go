@@ -23,6 +23,7 @@ import (
 	"github.com/onboard-dev/onboard/internal/erp"
 	"github.com/onboard-dev/onboard/internal/importer"
 	"github.com/onboard-dev/onboard/internal/mail"
+	"github.com/onboard-dev/onboard/internal/metrics"
 	"github.com/onboard-dev/onboard/internal/outbox"
 	"github.com/onboard-dev/onboard/store"
 	"github.com/onboard-dev/onboard/workers"
@@ -161,7 +162,9 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 	if r.Enqueued+r.Recovered > 0 {
 		env.log.Info("dev: re-enqueued unfinished work from the last run", "enqueued", r.Enqueued, "recovered", r.Recovered)
 	}
-	stopWorker, err := startWorker(ctx, &denv, cfg, db, dispatcher, mailer)
+	// One process, one registry: /metrics shows the workers' sends too.
+	m := metrics.New()
+	stopWorker, err := startWorker(ctx, &denv, cfg, db, dispatcher, mailer, m)
 	if err != nil {
 		return err
 	}
@@ -172,7 +175,10 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 	}
 	defer stopScheduler()
 
-	apiHandler, closeAPI := newAPIHandler(cfg, db, dispatcher, &denv)
+	apiHandler, closeAPI, err := newAPIHandler(cfg, db, dispatcher, &denv, m)
+	if err != nil {
+		return err
+	}
 	defer closeAPI()
 	root := http.NewServeMux()
 	root.Handle("/", apiHandler)

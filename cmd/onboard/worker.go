@@ -3,18 +3,20 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
 
 	"github.com/onboard-dev/onboard/internal/asynqslog"
 	"github.com/onboard-dev/onboard/internal/config"
 	"github.com/onboard-dev/onboard/internal/erp"
 	"github.com/onboard-dev/onboard/internal/mail"
+	"github.com/onboard-dev/onboard/internal/metrics"
 	"github.com/onboard-dev/onboard/internal/outbox"
+	"github.com/onboard-dev/onboard/internal/ratelimit"
 	"github.com/onboard-dev/onboard/internal/semaphore"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
@@ -46,21 +48,38 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 	dispatcher, closeDispatcher := newDispatcher(cfg, db, env)
 	defer closeDispatcher()
 	mailer := mail.NewSendGrid(cfg.SendGridAPIKey, cfg.SendGridAPIURL, &http.Client{Timeout: 30 * time.Second})
-	stop, err := startWorker(ctx, env, cfg, db, dispatcher, mailer)
+	m := metrics.New()
+	stop, err := startWorker(ctx, env, cfg, db, dispatcher, mailer, m)
 	if err != nil {
 		return err
 	}
-	<-ctx.Done()
-	stop()
-	return nil
+	defer stop()
+	if cfg.MetricsAddr == "" {
+		<-ctx.Done()
+		return nil
+	}
+	ln, err := net.Listen("tcp", cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("worker: METRICS_ADDR: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler(cfg.MetricsToken))
+	return serveHTTP(ctx, env, ln, mux, cfg.ShutdownTimeout)
 }
 
 // startWorker starts the worker pool (the same in `worker` and `dev`); stop
 // finishes the running tasks for SHUTDOWN_TIMEOUT and hands the rest back.
-func startWorker(ctx context.Context, env *environment, cfg *config.Config, db *bun.DB, dispatcher *outbox.Dispatcher, mailer workers.Mailer) (stop func(), err error) {
+func startWorker(ctx context.Context, env *environment, cfg *config.Config, db *bun.DB, dispatcher *outbox.Dispatcher, mailer workers.Mailer, m *metrics.Metrics) (stop func(), err error) {
+	rc, err := redisClient(cfg)
+	if err != nil {
+		return nil, err
+	}
 	deps := &workers.Deps{
-		DB:               db,
-		Mailer:           mailer,
+		DB: db,
+		// A 429 pauses every worker (the pause is in Redis); the timing
+		// is of real requests only.
+		Mailer:           &ratelimit.SharedBackoff{Next: m.Mailer(mailer), Client: rc},
+		Metrics:          m,
 		Dispatcher:       dispatcher,
 		Log:              env.log,
 		PublicURL:        cfg.PublicURL,
@@ -69,14 +88,9 @@ func startWorker(ctx context.Context, env *environment, cfg *config.Config, db *
 		ImportUnzipLimit: cfg.ImportUnzipMaxBytes,
 		ERPStaleAfter:    cfg.ERPStaleAfter,
 	}
-	closeRedis := func() {}
+	closeRedis := func() { rc.Close() }
 	if cfg.ERPURL != "" {
-		deps.ERP = erp.NewREST(cfg.ERPURL, cfg.ERPToken, &http.Client{Timeout: erpTimeout})
-		rc, ok := cfg.Redis.MakeRedisClient().(redis.UniversalClient)
-		if !ok {
-			return nil, fmt.Errorf("worker: unexpected Redis client type for REDIS_URL")
-		}
-		closeRedis = func() { rc.Close() }
+		deps.ERP = m.ERP(erp.NewREST(cfg.ERPURL, cfg.ERPToken, &http.Client{Timeout: erpTimeout}))
 		deps.ERPLimiter = &semaphore.Semaphore{Client: rc, Key: "onboard:erp:slots", Limit: cfg.ERPConcurrency, Lease: 2 * erpTimeout}
 	}
 	srv := asynq.NewServer(cfg.Redis, asynq.Config{

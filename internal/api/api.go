@@ -5,17 +5,21 @@ package api
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/uptrace/bun"
 
+	"github.com/onboard-dev/onboard/internal/metrics"
 	"github.com/onboard-dev/onboard/internal/outbox"
 	"github.com/onboard-dev/onboard/store"
 )
@@ -30,10 +34,28 @@ type Server struct {
 	Ready func(ctx context.Context) error
 	// Monitor is the dashboard, mounted at /monitor when set.
 	Monitor http.Handler
+	// Metrics counts what the API does and is served at /metrics when set;
+	// MetricsToken, when set, is the bearer token a scraper must present.
+	Metrics      *metrics.Metrics
+	MetricsToken string
+	// WebhookKey verifies SendGrid's signed event webhook; without it the
+	// webhook answers 503 (SendGrid retries).
+	WebhookKey *ecdsa.PublicKey
+	// RateLimit bounds each tenant's requests (nil: no limit).
+	RateLimit RateLimiter
+	// RequestTimeout bounds a request's work (default 30s); uploads and
+	// downloads are bounded by the server's read and write timeouts instead.
+	RequestTimeout time.Duration
 	// MaxBodyBytes limits JSON request bodies (default 1 MiB).
 	MaxBodyBytes int64
 	// MaxUploadBytes limits an import file (default DefaultMaxUploadBytes).
 	MaxUploadBytes int64
+}
+
+// RateLimiter decides whether a tenant may make one more request now, and
+// if not, when it may.
+type RateLimiter interface {
+	Allow(ctx context.Context, tenant uuid.UUID) (ok bool, retryAfter time.Duration, err error)
 }
 
 func (s *Server) now() time.Time {
@@ -43,32 +65,56 @@ func (s *Server) now() time.Time {
 	return time.Now().UTC()
 }
 
+// route is one endpoint. The table is the API: Handler serves it and the
+// OpenAPI test checks the description against it.
+type route struct {
+	method, path string
+	auth         bool // a tenant's API key is required, and the tenant's rate limit applies
+	streams      bool // a file goes up or down: no request timeout
+	handle       func(http.ResponseWriter, *http.Request) error
+}
+
+func (s *Server) routes() []route {
+	return []route{
+		{"POST", "/v1/customers", true, false, s.createCustomer},
+		{"GET", "/v1/customers", true, false, s.listCustomers},
+		{"GET", "/v1/customers/{id}", true, false, s.getCustomer},
+		{"POST", "/v1/customers/{id}/invitations", true, false, s.inviteCustomer},
+		{"POST", "/v1/customers/{id}/erp-verification", true, false, s.verifyCustomer},
+		{"GET", "/v1/invitations", true, true, s.listInvitations},
+		{"POST", "/v1/invitations/resend", true, false, s.resendInvitations},
+		{"POST", "/v1/invitations/{id}/revoke", true, false, s.revokeInvitation},
+		{"POST", "/v1/invitations/accept", true, false, s.acceptInvitation},
+		{"POST", "/v1/imports", true, true, s.createImport},
+		{"GET", "/v1/imports", true, false, s.listImports},
+		{"GET", "/v1/imports/template.csv", true, false, s.importTemplate},
+		{"GET", "/v1/imports/{id}", true, false, s.getImport},
+		{"GET", "/v1/imports/{id}/errors", true, true, s.importErrors},
+		{"GET", "/v1/imports/{id}/file", true, true, s.importFile},
+		{"POST", "/v1/webhooks/sendgrid", false, false, s.sendgridWebhook},
+		{"GET", "/healthz", false, false, func(w http.ResponseWriter, r *http.Request) error {
+			return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		}},
+		{"GET", "/readyz", false, false, s.readyz},
+		{"GET", "/openapi.json", false, false, serveOpenAPI},
+		{"GET", "/metrics", false, false, s.serveMetrics},
+	}
+}
+
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	handle := func(pattern string, h func(http.ResponseWriter, *http.Request) error) {
-		mux.Handle(pattern, s.authenticated(h))
+	for _, rt := range s.routes() {
+		h := rt.handle
+		if !rt.streams {
+			h = s.withTimeout(h)
+		}
+		if rt.auth {
+			mux.Handle(rt.method+" "+rt.path, s.authenticated(h))
+		} else {
+			mux.Handle(rt.method+" "+rt.path, s.public(h))
+		}
 	}
-	handle("POST /v1/customers", s.createCustomer)
-	handle("GET /v1/customers", s.listCustomers)
-	handle("GET /v1/customers/{id}", s.getCustomer)
-	handle("POST /v1/customers/{id}/invitations", s.inviteCustomer)
-	handle("POST /v1/customers/{id}/erp-verification", s.verifyCustomer)
-	handle("GET /v1/invitations", s.listInvitations)
-	handle("POST /v1/invitations/resend", s.resendInvitations)
-	handle("POST /v1/invitations/{id}/revoke", s.revokeInvitation)
-	handle("POST /v1/invitations/accept", s.acceptInvitation)
-	handle("POST /v1/imports", s.createImport)
-	handle("GET /v1/imports", s.listImports)
-	handle("GET /v1/imports/template.csv", s.importTemplate)
-	handle("GET /v1/imports/{id}", s.getImport)
-	handle("GET /v1/imports/{id}/errors", s.importErrors)
-	handle("GET /v1/imports/{id}/file", s.importFile)
-
-	mux.Handle("GET /healthz", s.public(func(w http.ResponseWriter, r *http.Request) error {
-		return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	}))
-	mux.Handle("GET /readyz", s.public(s.readyz))
 	if s.Monitor != nil {
 		mux.Handle("/monitor", s.Monitor)
 		mux.Handle("/monitor/", s.Monitor)
@@ -77,6 +123,28 @@ func (s *Server) Handler() http.Handler {
 		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such route: " + r.Method + " " + r.URL.Path}
 	}))
 	return s.logRequests(mux)
+}
+
+// withTimeout gives the handler's work a deadline: a request stuck on a
+// slow database answers 503 instead of holding its connection.
+func (s *Server) withTimeout(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		d := s.RequestTimeout
+		if d <= 0 {
+			d = 30 * time.Second
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		return h(w, r.WithContext(ctx))
+	}
+}
+
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
+	if s.Metrics == nil {
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "metrics are not enabled"}
+	}
+	s.Metrics.Handler(s.MetricsToken).ServeHTTP(w, r)
+	return nil
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
@@ -126,6 +194,8 @@ func toError(err error) *Error {
 	switch {
 	case errors.As(err, &tooBig):
 		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit)}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &Error{Status: http.StatusServiceUnavailable, Code: "timeout", Message: "the request took too long; try again"}
 	case errors.Is(err, store.ErrNotFound):
 		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "not found"}
 	case errors.Is(err, store.ErrEmailInUse):
@@ -167,6 +237,18 @@ func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request) error)
 		}
 		if info, ok := r.Context().Value(requestInfoKey{}).(*requestInfo); ok {
 			info.tenant = tenant.ID
+		}
+		if s.RateLimit != nil {
+			ok, retry, err := s.RateLimit.Allow(r.Context(), tenant.ID)
+			switch {
+			case err != nil:
+				// Redis is down: the API keeps serving (the outbox holds the
+				// work), unlimited until it is back.
+				s.Log.WarnContext(r.Context(), "rate limit unavailable; request allowed", "err", err)
+			case !ok:
+				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
+				return &Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: fmt.Sprintf("too many requests for this tenant; retry in %s", retry.Round(time.Second))}
+			}
 		}
 		return h(w, r.WithContext(context.WithValue(r.Context(), tenantKey{}, tenant)))
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/onboard-dev/onboard/internal/emailaddr"
 	"github.com/onboard-dev/onboard/internal/importer"
 	"github.com/onboard-dev/onboard/internal/invite"
+	"github.com/onboard-dev/onboard/internal/metrics"
 	"github.com/onboard-dev/onboard/internal/outbox"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
@@ -155,6 +156,7 @@ func (s *Server) createCustomer(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.Dispatcher.Dispatch(r.Context(), queued...)
+	s.Metrics.InvitationEvent(tenant.ID, metrics.InvitationCreated)
 	return writeJSON(w, http.StatusCreated, map[string]any{"customer": viewCustomer(c, nil), "invitation": viewInvitation(inv)})
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/onboard-dev/onboard/internal/csvsafe"
 	"github.com/onboard-dev/onboard/internal/emailaddr"
 	"github.com/onboard-dev/onboard/internal/invite"
+	"github.com/onboard-dev/onboard/internal/metrics"
 	"github.com/onboard-dev/onboard/internal/outbox"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
@@ -169,6 +170,7 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	s.Metrics.InvitationEvent(tenant.ID, metrics.InvitationAccepted)
 	u := acc.User
 	return writeJSON(w, http.StatusOK, map[string]any{
 		"user": map[string]any{

@@ -3,6 +3,9 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/base64"
 	"fmt"
 	"net/mail"
 	"net/url"
@@ -32,6 +35,23 @@ type Config struct {
 	MonitorUser     string
 	MonitorPassword string
 	MonitorReadonly bool
+
+	// SendGridWebhookKey verifies SendGrid's signed event webhook
+	// (SENDGRID_WEBHOOK_PUBLIC_KEY, the base64 key SendGrid shows).
+	SendGridWebhookKey *ecdsa.PublicKey
+	// MetricsToken, when set, is required as a bearer token on /metrics;
+	// MetricsAddr is where worker and scheduler serve /metrics (off when
+	// empty; the API serves it on HTTP_ADDR).
+	MetricsToken string
+	MetricsAddr  string
+	// RateLimitPerMinute and RateLimitBurst bound each tenant's API
+	// requests across every API process (0: no limit).
+	RateLimitPerMinute int
+	RateLimitBurst     int
+	// RequestTimeout bounds an API request's work (not uploads/downloads).
+	RequestTimeout time.Duration
+	// ResendDailyCap is the most emails one invitation gets in 24 hours.
+	ResendDailyCap int
 
 	ResendSchedule      string
 	ExpirySchedule      string
@@ -83,6 +103,12 @@ func Load(getenv func(string) string) (*Config, error) {
 		MonitorUser:         e.str("MONITOR_USER", ""),
 		MonitorPassword:     e.str("MONITOR_PASSWORD", ""),
 		MonitorReadonly:     e.bool("MONITOR_READONLY", false),
+		MetricsToken:        e.str("METRICS_TOKEN", ""),
+		MetricsAddr:         e.str("METRICS_ADDR", ""),
+		RateLimitPerMinute:  e.int("RATE_LIMIT_PER_MINUTE", 600, 0, 1000000),
+		RateLimitBurst:      e.int("RATE_LIMIT_BURST", 100, 1, 1000000),
+		RequestTimeout:      e.duration("REQUEST_TIMEOUT", 30*time.Second),
+		ResendDailyCap:      e.int("RESEND_DAILY_CAP", 3, 1, 100),
 		ResendSchedule:      e.cron("RESEND_SCHEDULE", "0 2 * * *"),
 		ExpirySchedule:      e.cron("EXPIRY_SCHEDULE", "30 1 * * *"),
 		ERPReverifySchedule: e.cron("ERP_REVERIFY_SCHEDULE", "0 3 * * *"),
@@ -116,6 +142,16 @@ func Load(getenv func(string) string) (*Config, error) {
 	if strings.ContainsAny(c.MailFromName, "\r\n") {
 		e.fail("MAIL_FROM_NAME", "must not contain line breaks")
 	}
+	if v := e.str("SENDGRID_WEBHOOK_PUBLIC_KEY", ""); v != "" {
+		key, err := ParseWebhookKey(v)
+		if err != nil {
+			e.fail("SENDGRID_WEBHOOK_PUBLIC_KEY", err.Error())
+		}
+		c.SendGridWebhookKey = key
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
 	if (c.MonitorUser == "") != (c.MonitorPassword == "") {
 		e.fail("MONITOR_USER", "MONITOR_USER and MONITOR_PASSWORD are set together")
 	}
@@ -123,6 +159,26 @@ func Load(getenv func(string) string) (*Config, error) {
 		return nil, e.err
 	}
 	return c, nil
+}
+
+// ParseWebhookKey reads the verification key SendGrid shows for a signed
+// event webhook: base64 of a DER (PKIX) ECDSA public key. sendgrid-go's own
+// ConvertPublicKeyBase64ToECDSA panics on a key of another type; this
+// refuses it with a message.
+func ParseWebhookKey(b64 string) (*ecdsa.PublicKey, error) {
+	der, err := base64.StdEncoding.DecodeString(strings.TrimSpace(b64))
+	if err != nil {
+		return nil, fmt.Errorf("is not base64 (%v)", err)
+	}
+	pub, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("is not a public key (%v)", err)
+	}
+	key, ok := pub.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("is a %T, not the ECDSA key SendGrid signs with", pub)
+	}
+	return key, nil
 }
 
 // RequireMail checks what a process that sends email needs.
