@@ -101,6 +101,22 @@ func (s *Server) routes() []route {
 	}
 }
 
+// Route names one endpoint of the API.
+type Route struct {
+	Method, Path string
+	Tenant       bool // needs a tenant's API key
+}
+
+// Routes lists every endpoint Handler serves (besides /monitor), so that
+// tests can walk them all.
+func (s *Server) Routes() []Route {
+	var out []Route
+	for _, rt := range s.routes() {
+		out = append(out, Route{Method: rt.method, Path: rt.path, Tenant: rt.auth})
+	}
+	return out
+}
+
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
