@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"encoding/csv"
 	"encoding/json"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/onboard-dev/onboard/internal/api"
+	"github.com/onboard-dev/onboard/internal/metrics"
 	"github.com/onboard-dev/onboard/internal/outbox"
 	"github.com/onboard-dev/onboard/internal/testenv"
 	"github.com/onboard-dev/onboard/jobs"
@@ -39,8 +41,12 @@ func newEnv(t *testing.T, db *bun.DB, redisDown bool) *env {
 }
 
 type serverOptions struct {
-	redisDown bool
-	maxUpload int64
+	redisDown  bool
+	maxUpload  int64
+	webhookKey *ecdsa.PublicKey
+	rateLimit  api.RateLimiter
+	metrics    *metrics.Metrics
+	log        io.Writer
 }
 
 func newEnvWith(t *testing.T, db *bun.DB, configure func(*serverOptions)) *env {
@@ -57,7 +63,11 @@ func newEnvWith(t *testing.T, db *bun.DB, configure func(*serverOptions)) *env {
 	t.Cleanup(func() { client.Close() })
 	insp := asynq.NewInspector(opt)
 	t.Cleanup(func() { insp.Close() })
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logTo := o.log
+	if logTo == nil {
+		logTo = io.Discard
+	}
+	log := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e := &env{t: t, db: db, inspector: insp, now: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
 	s := &api.Server{
 		DB:             db,
@@ -67,6 +77,9 @@ func newEnvWith(t *testing.T, db *bun.DB, configure func(*serverOptions)) *env {
 		Ready:          func(context.Context) error { return client.Ping() },
 		MaxBodyBytes:   4096,
 		MaxUploadBytes: o.maxUpload,
+		WebhookKey:     o.webhookKey,
+		RateLimit:      o.rateLimit,
+		Metrics:        o.metrics,
 	}
 	e.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(e.srv.Close)
