@@ -284,7 +284,10 @@ func (s *system) deliveryStates(t *testing.T) map[string]int {
 
 func TestInviteEmailAcceptEndToEnd(t *testing.T) {
 	t.Parallel()
-	s := newSystem(t)
+	workerMetrics := testenv.FreeAddr(t)
+	const monitorPassword, metricsToken = "monitor-pw-2bd1c9", "metrics-tok-77e0a4"
+	s := newSystem(t, "METRICS_ADDR="+workerMetrics, "METRICS_TOKEN="+metricsToken,
+		"MONITOR_USER=ops", "MONITOR_PASSWORD="+monitorPassword)
 	s.run("migrate")
 	key := s.newTenant("Parts Co")
 	var tenantID string
@@ -316,6 +319,41 @@ func TestInviteEmailAcceptEndToEnd(t *testing.T) {
 	if code, _ := s.do(key, "POST", "/v1/invitations/accept", map[string]any{"token": tokenOf(t, m)}); code != 410 {
 		t.Fatalf("second accept: %d, want 410", code)
 	}
+
+	// /metrics on the API (queues, outbox, what the API counted) and on
+	// the worker (sends, SendGrid latency, tasks), behind METRICS_TOKEN.
+	if code, _ := s.send("", "GET", "/metrics", "", nil); code != 401 {
+		t.Fatalf("/metrics without the token: %d, want 401", code)
+	}
+	_, apiMetrics := s.send(metricsToken, "GET", "/metrics", "", nil)
+	for _, want := range []string{
+		`asynq_tasks_processed_total{queue="critical"}`,
+		`asynq_queue_size{queue="critical"}`,
+		`onboard_outbox_backlog{state="not_enqueued"}`,
+		`onboard_invitations_total{event="created",tenant_id="` + tenantID + `"} 1`,
+		`onboard_invitations_total{event="accepted",tenant_id="` + tenantID + `"} 1`,
+	} {
+		if !strings.Contains(string(apiMetrics), want) {
+			t.Errorf("API /metrics lacks %s", want)
+		}
+	}
+	req, _ := http.NewRequest("GET", "http://"+workerMetrics+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+metricsToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	workerBody, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`onboard_invitations_total{event="sent",tenant_id="` + tenantID + `"} 1`,
+		`onboard_sendgrid_request_duration_seconds_count{status="202"} 1`,
+		`onboard_task_duration_seconds_count{outcome="ok",task_type="invite:send"} 1`,
+	} {
+		if !strings.Contains(string(workerBody), want) {
+			t.Errorf("worker /metrics lacks %s", want)
+		}
+	}
 	// SIGTERM: both processes drain and exit cleanly.
 	for _, name := range []string{"worker", "api"} {
 		if err := s.stop(name); err != nil {
@@ -324,6 +362,17 @@ func TestInviteEmailAcceptEndToEnd(t *testing.T) {
 	}
 	if !strings.Contains(s.logs["worker"].String(), "All workers have finished") || !strings.Contains(s.logs["api"].String(), "api draining") {
 		t.Error("the processes did not shut down gracefully")
+	}
+	// Debug logs of every process, start to stop: no API key, link token,
+	// SendGrid key or password, in any form a log could take.
+	token := tokenOf(t, m)
+	for name, l := range s.logs {
+		for what, secret := range map[string]string{"API key": key, "invitation token": token, "escaped token": url.QueryEscape(token),
+			"SendGrid key": s.sendgrid.APIKey, "monitor password": monitorPassword, "metrics token": metricsToken} {
+			if strings.Contains(l.String(), secret) {
+				t.Errorf("the %s log contains the %s", name, what)
+			}
+		}
 	}
 }
 

@@ -9,16 +9,19 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
 
 	"github.com/onboard-dev/onboard/internal/api"
 	"github.com/onboard-dev/onboard/internal/metrics"
 	"github.com/onboard-dev/onboard/internal/outbox"
+	"github.com/onboard-dev/onboard/internal/ratelimit"
 	"github.com/onboard-dev/onboard/internal/testenv"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
@@ -491,5 +494,32 @@ func TestUnknownRoutesAndIDs(t *testing.T) {
 		if r := e.call(key, "GET", path, ""); r.code != 404 || r.errField("code") == "" {
 			t.Errorf("%s: %d %s", path, r.code, r.raw)
 		}
+	}
+}
+
+func TestRateLimitAnswers429WithRetryAfter(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	rc := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	t.Cleanup(func() { rc.Close() })
+	db := storetest.NewPostgres(t)
+	// Two API processes on one Redis share each tenant's allowance.
+	limiter := func(o *serverOptions) { o.rateLimit = ratelimit.NewTenants(rc, 60, 2) }
+	e1, e2 := newEnvWith(t, db, limiter), newEnvWith(t, db, limiter)
+	a, b := e1.tenant("a"), e1.tenant("b")
+	codes := []int{e1.call(a, "GET", "/v1/customers", "").code, e2.call(a, "GET", "/v1/customers", "").code}
+	third := e1.call(a, "GET", "/v1/customers", "")
+	if codes[0] != 200 || codes[1] != 200 || third.code != 429 || third.errField("code") != "rate_limited" {
+		t.Fatalf("burst of 2 then: %v %d %s", codes, third.code, third.raw)
+	}
+	if ra, err := strconv.Atoi(third.hdr.Get("Retry-After")); err != nil || ra < 1 || ra > 2 {
+		t.Fatalf("Retry-After %q, want 1 (one request a second)", third.hdr.Get("Retry-After"))
+	}
+	if r := e2.call(b, "GET", "/v1/customers", ""); r.code != 200 {
+		t.Fatalf("tenant B limited by A: %d", r.code)
+	}
+	// Health checks are not a tenant's requests.
+	if r := e1.call("", "GET", "/healthz", ""); r.code != 200 {
+		t.Fatalf("healthz: %d", r.code)
 	}
 }

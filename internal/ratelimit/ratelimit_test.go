@@ -1,0 +1,116 @@
+package ratelimit_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/onboard-dev/onboard/internal/mail"
+	"github.com/onboard-dev/onboard/internal/ratelimit"
+	"github.com/onboard-dev/onboard/internal/testenv"
+)
+
+func client(t *testing.T, r *testenv.Redis) redis.UniversalClient {
+	c := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Two API processes (two clients) share one tenant's allowance; another
+// tenant's is its own.
+func TestTenantLimitHoldsAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	api1 := ratelimit.NewTenants(client(t, r), 60, 3)
+	api2 := ratelimit.NewTenants(client(t, r), 60, 3)
+	ctx := context.Background()
+	a, b := uuid.New(), uuid.New()
+	var allowed int
+	var retry time.Duration
+	for i := range 6 {
+		l := api1
+		if i%2 == 1 {
+			l = api2
+		}
+		ok, after, err := l.Allow(ctx, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			allowed++
+		} else {
+			retry = after
+		}
+	}
+	if allowed != 3 {
+		t.Fatalf("tenant A: %d of 6 allowed at once, want the burst of 3", allowed)
+	}
+	if retry <= 0 || retry > time.Second+100*time.Millisecond {
+		t.Fatalf("retry after %s, want about a second (60 a minute)", retry)
+	}
+	if ok, _, err := api2.Allow(ctx, b); !ok || err != nil {
+		t.Fatalf("tenant B is limited by A's use: %v %v", ok, err)
+	}
+}
+
+func TestTenantLimitFailsOpenWithoutRedis(t *testing.T) {
+	t.Parallel()
+	c := redis.NewClient(&redis.Options{Addr: testenv.FreeAddr(t), DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
+	defer c.Close()
+	ok, _, err := ratelimit.NewTenants(c, 60, 1).Allow(context.Background(), uuid.New())
+	if !ok || err == nil {
+		t.Fatalf("with Redis down: ok=%v err=%v, want allowed with the error", ok, err)
+	}
+}
+
+type countingSender struct {
+	calls atomic.Int32
+	err   error
+}
+
+func (s *countingSender) Send(context.Context, mail.Message) (mail.Result, error) {
+	s.calls.Add(1)
+	return mail.Result{MessageID: "m"}, s.err
+}
+
+// A 429 seen by one worker holds every worker off SendGrid until the reset
+// SendGrid named.
+func TestSendGrid429PausesEveryWorker(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	// Redis expires the pause by its own clock, so the test's starts now.
+	now := time.Now().Truncate(time.Millisecond)
+	clock := func() time.Time { return now }
+	limited := &countingSender{err: &mail.SendError{StatusCode: 429, Temporary: true, RetryAfter: 30 * time.Second, Reason: "too many requests"}}
+	fine := &countingSender{}
+	worker1 := &ratelimit.SharedBackoff{Next: limited, Client: client(t, r), Now: clock}
+	worker2 := &ratelimit.SharedBackoff{Next: fine, Client: client(t, r), Now: clock}
+	ctx := context.Background()
+
+	if _, err := worker1.Send(ctx, mail.Message{}); !mail.IsTemporary(err) {
+		t.Fatalf("worker 1: %v", err)
+	}
+	_, err := worker2.Send(ctx, mail.Message{})
+	after, ok := mail.RetryAfter(err)
+	if !mail.IsTemporary(err) || !ok || after != 30*time.Second {
+		t.Fatalf("worker 2 during the pause: %v (retry after %s), want a temporary error for the 30s left", err, after)
+	}
+	if fine.calls.Load() != 0 {
+		t.Fatal("worker 2 called SendGrid during the pause")
+	}
+	// A shorter pause does not cut the longer one short.
+	if err := worker2.Pause(ctx, now.Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if until, _ := worker2.PausedUntil(ctx); !until.Equal(now.Add(30 * time.Second)) {
+		t.Fatalf("pause until %s, want %s", until, now.Add(30*time.Second))
+	}
+	now = now.Add(31 * time.Second)
+	if _, err := worker2.Send(ctx, mail.Message{}); err != nil || fine.calls.Load() != 1 {
+		t.Fatalf("after the pause: %v, %d calls", err, fine.calls.Load())
+	}
+}
