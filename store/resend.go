@@ -20,6 +20,36 @@ type ResendPolicy struct {
 	// Now excludes invitations already past their expiry (they are expired
 	// by the expiry sweep, not reminded).
 	Now time.Time
+	// DailyCap is the most emails an invitation gets in 24 hours, whatever
+	// asks for them (RESEND_DAILY_CAP). Zero: no cap.
+	DailyCap int
+}
+
+// NoResendStatuses are the delivery statuses after which a run does not
+// email the address again: it bounced, or its owner reported spam.
+var NoResendStatuses = []string{EventBounced, EventComplained}
+
+// SendsSince counts the emails (queued, sent or not) of each of the
+// tenant's invitations created since the given time.
+func SendsSince(ctx context.Context, db bun.IDB, tenantID uuid.UUID, invitationIDs []uuid.UUID, since time.Time) (map[uuid.UUID]int, error) {
+	out := map[uuid.UUID]int{}
+	if len(invitationIDs) == 0 {
+		return out, nil
+	}
+	var rows []struct {
+		InvitationID uuid.UUID `bun:"invitation_id,type:uuid"`
+		N            int       `bun:"n"`
+	}
+	err := db.NewSelect().Model((*Delivery)(nil)).Column("invitation_id").ColumnExpr("COUNT(*) AS n").
+		Where("tenant_id = ? AND invitation_id IN (?) AND created_at > ?", tenantID, bun.In(invitationIDs), since.UTC()).
+		Group("invitation_id").Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("sends since: %w", err)
+	}
+	for _, r := range rows {
+		out[r.InvitationID] = r.N
+	}
+	return out, nil
 }
 
 // DueForResend returns a page (keyset on id) of the tenant's pending
@@ -34,8 +64,12 @@ func DueForResend(ctx context.Context, db bun.IDB, tenantID uuid.UUID, p ResendP
 		Where("(i.expires_at IS NULL OR i.expires_at > ?)", p.Now.UTC()).
 		Where("EXISTS (SELECT 1 FROM customers c WHERE c.id = i.customer_id AND c.status = ?)", CustomerActive).
 		Where("NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.invitation_id = i.id AND d.state IN (?))", bun.In([]string{DeliveryQueued, DeliverySending}))
+	q = q.Where("i.delivery_status NOT IN (?)", bun.In(NoResendStatuses))
 	if p.MaxSends > 0 {
 		q = q.Where("i.send_count < ?", p.MaxSends)
+	}
+	if p.DailyCap > 0 {
+		q = q.Where("(SELECT COUNT(*) FROM deliveries d WHERE d.invitation_id = i.id AND d.created_at > ?) < ?", p.Now.Add(-24*time.Hour).UTC(), p.DailyCap)
 	}
 	if !p.SentBefore.IsZero() {
 		q = q.Where("i.last_sent_at <= ?", p.SentBefore.UTC())

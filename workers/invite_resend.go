@@ -40,7 +40,7 @@ func (d *Deps) handleInviteResend(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return fmt.Errorf("invite:resend: %v: %w", err, asynq.SkipRetry)
 		}
-		if total, err = d.resendTenant(ctx, tenant, store.ResendPolicy{Now: now}, now); err != nil {
+		if total, err = d.resendTenant(ctx, tenant, store.ResendPolicy{Now: now, DailyCap: d.ResendDailyCap}, now); err != nil {
 			return err
 		}
 	} else {
@@ -55,6 +55,7 @@ func (d *Deps) handleInviteResend(ctx context.Context, t *asynq.Task) error {
 					MaxSends:   tenant.ResendMax + 1,
 					SentBefore: now.Add(-tenant.ResendInterval()),
 					Now:        now,
+					DailyCap:   d.ResendDailyCap,
 				}
 				n, err := d.resendTenant(ctx, tenant, policy, now)
 				if err != nil {

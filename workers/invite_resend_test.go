@@ -83,12 +83,20 @@ func TestNightlyResendPolicy(t *testing.T) {
 	black := f.sentInvitation(t, "4", "black@example.com", store.CustomerBlacklisted, night.Add(-5*24*time.Hour), 1)
 	inactive := f.sentInvitation(t, "5", "inactive@example.com", store.CustomerInactive, night.Add(-5*24*time.Hour), 1)
 	expired := f.sentInvitation(t, "6", "expired@example.com", store.CustomerActive, night.Add(-20*24*time.Hour), 1)
+	// Due by the policy, but the address bounced or its owner complained.
+	bounced := f.sentInvitation(t, "7", "bounced@example.com", store.CustomerActive, night.Add(-4*24*time.Hour), 1)
+	complained := f.sentInvitation(t, "8", "complained@example.com", store.CustomerActive, night.Add(-4*24*time.Hour), 1)
+	for inv, status := range map[*store.Invitation]string{bounced: store.EventBounced, complained: store.EventComplained} {
+		if _, err := f.db.NewUpdate().Model((*store.Invitation)(nil)).Set("delivery_status = ?", status).Where("id = ?", inv.ID).Exec(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	f.run(t, jobs.NewScheduled(jobs.TypeInviteResend, night))
 	got := f.queuedFor(t)
 	if len(got) != 1 || got[due.ID] != 1 {
-		t.Fatalf("queued for %v, want only the due invitation %s (too soon %s, exhausted %s, blacklisted %s, inactive %s, expired %s)",
-			got, due.ID, tooSoon.ID, exhausted.ID, black.ID, inactive.ID, expired.ID)
+		t.Fatalf("queued for %v, want only the due invitation %s (too soon %s, exhausted %s, blacklisted %s, inactive %s, expired %s, bounced %s, complained %s)",
+			got, due.ID, tooSoon.ID, exhausted.ID, black.ID, inactive.ID, expired.ID, bounced.ID, complained.ID)
 	}
 	// A re-run of the same night (a retry) queues nothing more.
 	f.run(t, jobs.NewScheduled(jobs.TypeInviteResend, night))
@@ -179,4 +187,28 @@ func tokenIn(t *testing.T, text string) string {
 	}
 	t.Fatal("no link in the email")
 	return ""
+}
+
+// The daily cap holds for runs as for the API: an invitation emailed today
+// as often as RESEND_DAILY_CAP allows waits for tomorrow.
+func TestResendRunsRespectTheDailyCap(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	withDispatcher(t, f)
+	now := t0.Add(10 * 24 * time.Hour)
+	f.deps.Now = func() time.Time { return now }
+	f.deps.ResendDailyCap = 1
+	// Its delivery was created at t0+… by the fixture; make it today's.
+	today := f.sentInvitation(t, "1", "today@example.com", store.CustomerActive, now.Add(-time.Hour), 1)
+	if _, err := f.db.NewUpdate().Model((*store.Delivery)(nil)).Set("created_at = ?", now.Add(-time.Hour)).Where("invitation_id = ?", today.ID).Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	earlier := f.sentInvitation(t, "2", "earlier@example.com", store.CustomerActive, now.Add(-30*time.Hour), 1)
+	if _, err := f.db.NewUpdate().Model((*store.Delivery)(nil)).Set("created_at = ?", now.Add(-30*time.Hour)).Where("invitation_id = ?", earlier.ID).Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.run(t, jobs.NewResendAllPending(f.tenant.ID.String(), "run-1"))
+	if got := f.queuedFor(t); len(got) != 1 || got[earlier.ID] != 1 {
+		t.Fatalf("queued for %v, want only %s (emailed yesterday), not %s (emailed today)", got, earlier.ID, today.ID)
+	}
 }

@@ -53,6 +53,10 @@ type Deps struct {
 	// DefaultImportBatchRows).
 	ImportBatchRows int
 
+	// ResendDailyCap is the most emails one invitation gets in 24 hours
+	// (0: no cap).
+	ResendDailyCap int
+
 	// Metrics counts sends, import rows and tasks (nil: not counted).
 	Metrics *metrics.Metrics
 }

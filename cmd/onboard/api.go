@@ -66,6 +66,7 @@ func newAPIHandler(cfg *config.Config, db *bun.DB, dispatcher *outbox.Dispatcher
 		MetricsToken:   cfg.MetricsToken,
 		WebhookKey:     cfg.SendGridWebhookKey,
 		RequestTimeout: cfg.RequestTimeout,
+		ResendDailyCap: cfg.ResendDailyCap,
 		MaxUploadBytes: cfg.ImportMaxBytes,
 		Ready:          func(ctx context.Context) error { return dispatcher.Client.Ping() },
 	}

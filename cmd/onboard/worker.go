@@ -87,6 +87,7 @@ func startWorker(ctx context.Context, env *environment, cfg *config.Config, db *
 		SendLease:        cfg.DeliveryLease,
 		ImportUnzipLimit: cfg.ImportUnzipMaxBytes,
 		ERPStaleAfter:    cfg.ERPStaleAfter,
+		ResendDailyCap:   cfg.ResendDailyCap,
 	}
 	closeRedis := func() { rc.Close() }
 	if cfg.ERPURL != "" {

@@ -46,6 +46,9 @@ type Server struct {
 	// RequestTimeout bounds a request's work (default 30s); uploads and
 	// downloads are bounded by the server's read and write timeouts instead.
 	RequestTimeout time.Duration
+	// ResendDailyCap is the most emails one invitation gets in 24 hours
+	// (0: no cap).
+	ResendDailyCap int
 	// MaxBodyBytes limits JSON request bodies (default 1 MiB).
 	MaxBodyBytes int64
 	// MaxUploadBytes limits an import file (default DefaultMaxUploadBytes).

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
@@ -49,6 +50,7 @@ type serverOptions struct {
 	webhookKey *ecdsa.PublicKey
 	rateLimit  api.RateLimiter
 	metrics    *metrics.Metrics
+	resendCap  int
 	log        io.Writer
 }
 
@@ -83,6 +85,7 @@ func newEnvWith(t *testing.T, db *bun.DB, configure func(*serverOptions)) *env {
 		WebhookKey:     o.webhookKey,
 		RateLimit:      o.rateLimit,
 		Metrics:        o.metrics,
+		ResendDailyCap: o.resendCap,
 	}
 	e.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(e.srv.Close)
@@ -521,5 +524,39 @@ func TestRateLimitAnswers429WithRetryAfter(t *testing.T) {
 	// Health checks are not a tenant's requests.
 	if r := e1.call("", "GET", "/healthz", ""); r.code != 200 {
 		t.Fatalf("healthz: %d", r.code)
+	}
+}
+
+func TestResendCapPerInvitationPerDay(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, storetest.NewPostgres(t), func(o *serverOptions) { o.resendCap = 2 })
+	key := e.tenant("a")
+	_, inv, _ := e.sentInvitation(key, "1", "capped@example.com")
+	markSent := func() {
+		ctx := context.Background()
+		var ds []*store.Delivery
+		if err := e.db.NewSelect().Model(&ds).Where("invitation_id = ? AND state = 'queued'", uuid.MustParse(inv)).Scan(ctx); err != nil || len(ds) != 1 {
+			t.Fatalf("queued delivery: %v %d", err, len(ds))
+		}
+		if _, err := store.ClaimDeliveries(ctx, e.db, []uuid.UUID{ds[0].ID}, time.Minute, e.now); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.MarkDeliveriesSent(ctx, e.db, []uuid.UUID{ds[0].ID}, "m", e.now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := e.call(key, "POST", "/v1/invitations/resend", `{"emails":["capped@example.com"]}`)
+	if r.code != 202 || len(r.body["resent"].([]any)) != 1 {
+		t.Fatalf("second email of the day: %d %s", r.code, r.raw)
+	}
+	markSent()
+	r = e.call(key, "POST", "/v1/invitations/resend", `{"emails":["capped@example.com"]}`)
+	if r.code != 202 || len(r.body["resent"].([]any)) != 0 || !strings.Contains(r.raw, "emailed 2 times in the last 24 hours") {
+		t.Fatalf("third email of the day: %d %s", r.code, r.raw)
+	}
+	// A day later the invitation may be emailed again.
+	e.now = e.now.Add(25 * time.Hour)
+	if r := e.call(key, "POST", "/v1/invitations/resend", `{"emails":["capped@example.com"]}`); len(r.body["resent"].([]any)) != 1 {
+		t.Fatalf("the next day: %d %s", r.code, r.raw)
 	}
 }

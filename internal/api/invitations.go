@@ -248,6 +248,14 @@ func (s *Server) resendInvitations(w http.ResponseWriter, r *http.Request) error
 		if err != nil {
 			return err
 		}
+		ids := make([]uuid.UUID, len(invs))
+		for i, inv := range invs {
+			ids[i] = inv.ID
+		}
+		sentToday, err := store.SendsSince(ctx, tx, tenant.ID, ids, now.Add(-24*time.Hour))
+		if err != nil {
+			return err
+		}
 		found := map[string]bool{}
 		var due []*store.Invitation
 		for _, inv := range invs {
@@ -261,6 +269,10 @@ func (s *Server) resendInvitations(w http.ResponseWriter, r *http.Request) error
 				skipped = append(skipped, notResent{email, "the customer is not active"})
 			case busy[inv.ID]:
 				skipped = append(skipped, notResent{email, "an email to this address is already queued"})
+			case inv.DeliveryStatus == store.EventComplained:
+				skipped = append(skipped, notResent{email, "the recipient reported the last email as spam"})
+			case s.ResendDailyCap > 0 && sentToday[inv.ID] >= s.ResendDailyCap:
+				skipped = append(skipped, notResent{email, fmt.Sprintf("this invitation was emailed %d times in the last 24 hours, the most allowed; try again later", sentToday[inv.ID])})
 			default:
 				due = append(due, inv)
 				resent = append(resent, email)
