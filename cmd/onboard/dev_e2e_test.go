@@ -46,7 +46,8 @@ func startDev(t *testing.T, data string) *devProcess {
 	t.Helper()
 	d := &devProcess{t: t, data: data, out: &syncBuffer{}, curlLine: map[string]string{}}
 	d.cmd = exec.Command(binary, "dev", "--data", data, "--addr", "127.0.0.1:0")
-	d.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "SHUTDOWN_TIMEOUT=5s"}
+	// RATE_LIMIT_PER_MINUTE=0: the test polls faster than a tenant may.
+	d.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "SHUTDOWN_TIMEOUT=5s", "RATE_LIMIT_PER_MINUTE=0"}
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -116,6 +116,9 @@ func newSystemB(t testing.TB, extraEnv ...string) *system {
 		"LOG_FORMAT=text",
 		"LOG_LEVEL=debug",
 		"SHUTDOWN_TIMEOUT=5s",
+		// The tests poll every 50 ms, faster than a tenant may; the limit
+		// itself is tested in internal/api and internal/ratelimit.
+		"RATE_LIMIT_PER_MINUTE=0",
 	}, extraEnv...)
 	t.Cleanup(func() {
 		for name := range s.procs {

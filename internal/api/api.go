@@ -265,8 +265,9 @@ func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request) error)
 				// work), unlimited until it is back.
 				s.Log.WarnContext(r.Context(), "rate limit unavailable; request allowed", "err", err)
 			case !ok:
-				w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retry.Seconds()))))
-				return &Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: fmt.Sprintf("too many requests for this tenant; retry in %s", retry.Round(time.Second))}
+				secs := max(1, int(math.Ceil(retry.Seconds())))
+				w.Header().Set("Retry-After", strconv.Itoa(secs))
+				return &Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: fmt.Sprintf("too many requests for this tenant; retry in %d s", secs)}
 			}
 		}
 		return h(w, r.WithContext(context.WithValue(r.Context(), tenantKey{}, tenant)))
