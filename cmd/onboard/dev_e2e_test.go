@@ -132,18 +132,7 @@ func (d *devProcess) curl(which string) map[string]any {
 
 func (d *devProcess) request(method, path, contentType string, body io.Reader) (int, []byte) {
 	d.t.Helper()
-	req, _ := http.NewRequest(method, d.url+path, body)
-	req.Header.Set("Authorization", "Bearer "+d.key)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return request(d.t, d.url, d.key, method, path, contentType, body)
 }
 
 func (d *devProcess) getJSON(path string, v any) {

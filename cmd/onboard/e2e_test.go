@@ -227,19 +227,25 @@ func (s *system) do(key, method, path string, body any) (int, map[string]any) {
 // status and the whole body.
 func (s *system) send(key, method, path, contentType string, body io.Reader) (int, []byte) {
 	s.t.Helper()
-	req, _ := http.NewRequest(method, s.apiURL+path, body)
+	return request(s.t, s.apiURL, key, method, path, contentType, body)
+}
+
+// request makes one request to the API at base with a tenant's key.
+func request(t testing.TB, base, key, method, path, contentType string, body io.Reader) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, base+path, body)
 	req.Header.Set("Authorization", "Bearer "+key)
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		s.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return resp.StatusCode, raw
 }
