@@ -51,6 +51,7 @@ type serverOptions struct {
 	rateLimit  api.RateLimiter
 	metrics    *metrics.Metrics
 	resendCap  int
+	timeout    time.Duration
 	log        io.Writer
 }
 
@@ -86,6 +87,7 @@ func newEnvWith(t *testing.T, db *bun.DB, configure func(*serverOptions)) *env {
 		RateLimit:      o.rateLimit,
 		Metrics:        o.metrics,
 		ResendDailyCap: o.resendCap,
+		RequestTimeout: o.timeout,
 	}
 	e.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(e.srv.Close)
@@ -558,5 +560,17 @@ func TestResendCapPerInvitationPerDay(t *testing.T) {
 	e.now = e.now.Add(25 * time.Hour)
 	if r := e.call(key, "POST", "/v1/invitations/resend", `{"emails":["capped@example.com"]}`); len(r.body["resent"].([]any)) != 1 {
 		t.Fatalf("the next day: %d %s", r.code, r.raw)
+	}
+}
+
+// A request whose work outlives REQUEST_TIMEOUT answers 503, not a hung
+// connection (here the deadline has passed before the first query).
+func TestRequestTimeoutAnswers503(t *testing.T) {
+	t.Parallel()
+	e := newEnvWith(t, storetest.NewPostgres(t), func(o *serverOptions) { o.timeout = time.Nanosecond })
+	key := e.tenant("a")
+	r := e.call(key, "GET", "/v1/customers", "")
+	if r.code != 503 || r.errField("code") != "timeout" {
+		t.Fatalf("%d %s, want 503 timeout", r.code, r.raw)
 	}
 }
