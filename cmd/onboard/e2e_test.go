@@ -591,10 +591,13 @@ func TestImportEndToEnd(t *testing.T) {
 // or email twice, none missing.
 func TestWorkerKilledMidImportThenRestarted(t *testing.T) {
 	t.Parallel()
-	s := newSystem(t, "DELIVERY_LEASE=5s")
+	// The scheduler's outbox sweep is part of the system: a kill between
+	// a batch's commit and the enqueue of its tasks leaves them to it.
+	s := newSystem(t, "DELIVERY_LEASE=5s", "OUTBOX_SWEEP_SCHEDULE=@every 1s", "OUTBOX_GRACE=1s")
 	s.run("migrate")
 	key := s.newTenant("Big Import Co")
 	s.start("api", "api")
+	s.start("scheduler", "scheduler")
 	const rows = 40000
 	var b strings.Builder
 	b.WriteString("Account Number,Customer Email,First Name\n")
