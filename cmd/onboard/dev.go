@@ -91,13 +91,13 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 		embedded = append(embedded, "Redis: in-process (miniredis)")
 	}
 	if env.getenv("ERP_URL") == "" {
-		stopERP, url, err := startERPSimulator()
+		stopERP, url, accounts, err := startERPSimulator()
 		if err != nil {
 			return err
 		}
 		defer stopERP()
 		defaults["ERP_URL"] = url
-		embedded = append(embedded, "ERP: simulator with "+strings.Join(sampleAccountNumbers(), ", "))
+		embedded = append(embedded, "ERP: simulator with "+describeAccounts(accounts))
 	}
 	if env.getenv("DATABASE_URL") == "" {
 		embedded = append(embedded, "database: SQLite at "+filepath.Join(*dataDir, "onboard.db"))
@@ -183,8 +183,9 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 	root := http.NewServeMux()
 	root.Handle("/", apiHandler)
 	if sink != nil {
-		root.Handle(devMailPath, mail.SinkPage(sink, devMailPath))
-		root.Handle(devMailPath+"/", mail.SinkPage(sink, devMailPath))
+		page := mail.SinkPage(sink, devMailPath)
+		root.Handle(devMailPath, page)
+		root.Handle(devMailPath+"/", page)
 	}
 
 	printDevBanner(env, devBanner{
@@ -206,30 +207,27 @@ func browsable(a *net.TCPAddr) string {
 
 // startERPSimulator serves the simulator, loaded with the sample accounts,
 // on a loopback port: the worker reaches it through the real REST connector.
-func startERPSimulator() (stop func(), url string, err error) {
-	accounts, err := erp.LoadAccountsCSV(bytes.NewReader(erp.SampleAccountsCSV))
+func startERPSimulator() (stop func(), url string, accounts []erp.Account, err error) {
+	accounts, err = erp.LoadAccountsCSV(bytes.NewReader(erp.SampleAccountsCSV))
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, "", fmt.Errorf("dev: ERP simulator: %w", err)
+		return nil, "", nil, fmt.Errorf("dev: ERP simulator: %w", err)
 	}
 	hs := &http.Server{Handler: erp.NewSimulator(accounts), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = hs.Serve(ln) }()
-	return func() { hs.Close() }, "http://" + ln.Addr().String(), nil
+	return func() { hs.Close() }, "http://" + ln.Addr().String(), accounts, nil
 }
 
-func sampleAccountNumbers() []string {
-	accounts, _ := erp.LoadAccountsCSV(bytes.NewReader(erp.SampleAccountsCSV))
-	var out []string
-	for _, a := range accounts {
-		out = append(out, a.Number)
+// describeAccounts names the first few account numbers for the banner.
+func describeAccounts(accounts []erp.Account) string {
+	var numbers []string
+	for _, a := range accounts[:min(4, len(accounts))] {
+		numbers = append(numbers, a.Number)
 	}
-	if len(out) > 4 {
-		out = append(out[:4], fmt.Sprintf("… (%d accounts)", len(accounts)))
-	}
-	return out
+	return fmt.Sprintf("%s … (%d accounts)", strings.Join(numbers, ", "), len(accounts))
 }
 
 // devState is what `dev` keeps in the data directory so that a restart
