@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/sendgrid/sendgrid-go/helpers/eventwebhook"
+	"github.com/uptrace/bun"
 
 	"github.com/onboard-dev/onboard/store"
 )
@@ -70,24 +72,36 @@ func (s *Server) sendgridWebhook(w http.ResponseWriter, r *http.Request) error {
 	if err := json.Unmarshal(body, &events); err != nil {
 		return badRequest("", "the body is not a JSON array of events")
 	}
+	// One transaction for the whole post: SendGrid sends up to a thousand
+	// events at once, and if any fails it retries the post, whose events
+	// are no-ops the second time.
 	var applied int
-	for _, ev := range events {
-		e, ok := deliveryEvent(ev)
-		if !ok {
-			continue
+	var moved []store.DeliveryEvent
+	err = s.DB.RunInTx(r.Context(), nil, func(ctx context.Context, tx bun.Tx) error {
+		applied, moved = 0, moved[:0]
+		for _, ev := range events {
+			e, ok := deliveryEvent(ev)
+			if !ok {
+				continue
+			}
+			res, err := store.ApplyDeliveryEvent(ctx, tx, e, now)
+			if err != nil {
+				return err
+			}
+			if res.Applied {
+				applied++
+			}
+			if res.Invitation {
+				moved = append(moved, e)
+			}
 		}
-		res, err := store.ApplyDeliveryEvent(r.Context(), s.DB, e, now)
-		if err != nil {
-			// SendGrid retries a failed post: the events already applied
-			// are no-ops the second time.
-			return err
-		}
-		if res.Applied {
-			applied++
-		}
-		if res.Invitation {
-			s.Metrics.InvitationEvent(e.TenantID, e.Event)
-		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, e := range moved {
+		s.Metrics.InvitationEvent(e.TenantID, e.Event)
 	}
 	return writeJSON(w, http.StatusOK, map[string]int{"received": len(events), "applied": applied})
 }
