@@ -228,8 +228,10 @@ type ImportProgress struct {
 
 // AdvanceImport moves the import's checkpoint from p.FromRow to p.ToRow and
 // adds the batch's counts, in the batch's transaction. It fails with
-// ErrCheckpointMoved when the checkpoint is no longer p.FromRow; on Postgres
-// the row lock it takes makes a second worker's batch wait, then fail.
+// ErrCheckpointMoved when the checkpoint is no longer p.FromRow, so a batch
+// that another worker committed first, or one whose predecessor has not
+// committed, is rolled back. On Postgres the row lock it takes holds a
+// concurrent batch on the same import until this transaction ends.
 func AdvanceImport(ctx context.Context, db bun.IDB, tenantID, id uuid.UUID, p ImportProgress, now time.Time) error {
 	res, err := db.NewUpdate().Model((*Import)(nil)).
 		Set("checkpoint_row = ?", p.ToRow).

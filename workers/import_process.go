@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
@@ -164,6 +165,8 @@ func (d *Deps) runImport(ctx context.Context, tenant *store.Tenant, im *store.Im
 	if size <= 0 {
 		size = DefaultImportBatchRows
 	}
+	p := &batchPipeline{d: d, tenant: tenant, im: im, overlap: store.DialectOfDB(d.DB) == store.Postgres}
+	defer p.abandon()
 	batch := make([]importer.Row, 0, size)
 	for {
 		row, err := r.Next()
@@ -171,23 +174,25 @@ func (d *Deps) runImport(ctx context.Context, tenant *store.Tenant, im *store.Im
 			break
 		}
 		if err != nil {
-			return err
+			return errors.Join(err, p.finish(ctx))
 		}
 		if row.Number <= im.CheckpointRow {
 			continue // committed by an earlier attempt
 		}
 		batch = append(batch, row)
 		if len(batch) == size {
-			if err := d.importBatch(ctx, tenant, im, batch); err != nil {
+			if err := p.submit(ctx, batch); err != nil {
 				return err
 			}
-			batch = batch[:0]
+			batch = make([]importer.Row, 0, size) // the pipeline keeps the last one
 		}
 	}
 	if len(batch) > 0 {
-		return d.importBatch(ctx, tenant, im, batch)
+		if err := p.submit(ctx, batch); err != nil {
+			return err
+		}
 	}
-	return nil
+	return p.finish(ctx)
 }
 
 func (d *Deps) countImportRows(ctx context.Context, im *store.Import) (int, error) {
@@ -211,17 +216,142 @@ func (d *Deps) countImportRows(ctx context.Context, im *store.Import) (int, erro
 	}
 }
 
-// importBatch commits one batch. A key that a concurrent request took between
-// the checks and the inserts fails the transaction; checking again turns it
-// into that row's error.
-func (d *Deps) importBatch(ctx context.Context, tenant *store.Tenant, im *store.Import, rows []importer.Row) error {
+// batchPipeline commits an import's batches in order, and on Postgres
+// overlaps them: while batch k commits, batch k+1 is read, checked and
+// loaded in a transaction of its own, which moves the checkpoint only once k
+// has committed. An import is bound by Postgres writing four tables and their
+// indexes per row, so a second transaction at work uses the server's other
+// core instead of leaving it idle (BENCHMARKS.md).
+//
+// Batch k+1 is checked before k has committed, so it is checked against the
+// database and against what k takes (its claims): the same answer as after
+// k's commit. When a commit fails on a key that a concurrent request took,
+// both batches are redone one at a time, checked again.
+type batchPipeline struct {
+	d       *Deps
+	tenant  *store.Tenant
+	im      *store.Import
+	overlap bool
+	// inFlight is the batch committing, or nil.
+	inFlight *batchCommit
+}
+
+// batchCommit is one batch's transaction, run in a goroutine.
+type batchCommit struct {
+	plan   *batchPlan
+	done   chan struct{}
+	queued []jobs.Job
+	err    error
+}
+
+// errEarlierBatchFailed rolls a batch back whose predecessor did not commit:
+// its checkpoint would not follow on.
+var errEarlierBatchFailed = errors.New("the batch before it did not commit")
+
+func (p *batchPipeline) submit(ctx context.Context, rows []importer.Row) error {
+	if !p.overlap {
+		return p.commitAlone(ctx, rows)
+	}
+	var prev *batchCommit
+	var taken *claims
+	from := p.im.CheckpointRow
+	if prev = p.inFlight; prev != nil {
+		taken, from = &prev.plan.taken, prev.plan.progress.ToRow
+	}
+	plan, err := p.d.planBatch(ctx, p.tenant, p.im, rows, from, taken)
+	if err != nil {
+		return errors.Join(err, p.finish(ctx))
+	}
+	next := p.start(ctx, plan, prev)
+	if prev == nil {
+		p.inFlight = next
+		return nil
+	}
+	err = p.settle(ctx, prev)
+	if err == nil {
+		p.inFlight = next
+		return nil
+	}
+	<-next.done // it rolls back: its predecessor failed
+	p.inFlight = nil
+	if !isKeyConflict(err) {
+		return err
+	}
+	if err := p.commitAlone(ctx, prev.plan.rows); err != nil {
+		return err
+	}
+	return p.commitAlone(ctx, rows)
+}
+
+// finish waits for the batch in flight; a key conflict redoes it alone.
+func (p *batchPipeline) finish(ctx context.Context) error {
+	c := p.inFlight
+	if c == nil {
+		return nil
+	}
+	p.inFlight = nil
+	err := p.settle(ctx, c)
+	if isKeyConflict(err) {
+		return p.commitAlone(ctx, c.plan.rows)
+	}
+	return err
+}
+
+// abandon waits for a transaction still running when the import stops
+// early, so that none outlives the task.
+func (p *batchPipeline) abandon() {
+	if p.inFlight != nil {
+		<-p.inFlight.done
+	}
+}
+
+func (p *batchPipeline) start(ctx context.Context, plan *batchPlan, prev *batchCommit) *batchCommit {
+	c := &batchCommit{plan: plan, done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		c.queued, c.err = p.d.commitBatch(ctx, p.tenant, p.im, plan, prev)
+	}()
+	return c
+}
+
+// settle waits for a batch's transaction; once it committed, it enqueues the
+// batch's emails and moves the import on.
+func (p *batchPipeline) settle(ctx context.Context, c *batchCommit) error {
+	<-c.done
+	if c.err != nil {
+		return c.err
+	}
+	p.d.Dispatcher.Dispatch(ctx, c.queued...)
+	pr := c.plan.progress
+	p.d.Metrics.ImportRows(p.tenant.ID, pr.Succeeded, pr.Failed)
+	if !p.im.DryRun {
+		p.d.Metrics.Invitations(p.tenant.ID, metrics.InvitationCreated, len(c.plan.invitations))
+	}
+	p.im.CheckpointRow = pr.ToRow
+	p.im.ProcessedRows += pr.Processed
+	p.im.Succeeded += pr.Succeeded
+	p.im.Failed += pr.Failed
+	return nil
+}
+
+// commitAlone plans and commits one batch with nothing else in flight. A key
+// that a concurrent request took between the checks and the inserts fails
+// the transaction; checking again turns it into that row's error.
+func (p *batchPipeline) commitAlone(ctx context.Context, rows []importer.Row) error {
 	for attempt := 1; ; attempt++ {
-		err := d.importBatchOnce(ctx, tenant, im, rows)
-		conflict := errors.Is(err, store.ErrEmailInUse) || errors.Is(err, store.ErrAccountInUse) || errors.Is(err, store.ErrAlreadyInvited)
-		if !conflict || attempt == 3 {
+		plan, err := p.d.planBatch(ctx, p.tenant, p.im, rows, p.im.CheckpointRow, nil)
+		if err != nil {
+			return err
+		}
+		err = p.settle(ctx, p.start(ctx, plan, nil))
+		if !isKeyConflict(err) || attempt == 3 {
 			return err
 		}
 	}
+}
+
+func isKeyConflict(err error) bool {
+	return errors.Is(err, store.ErrEmailInUse) || errors.Is(err, store.ErrAccountInUse) || errors.Is(err, store.ErrAlreadyInvited)
 }
 
 // rowOutcome is what became of one row of a batch.
@@ -237,7 +367,40 @@ func (o *rowOutcome) fail(field, msg string) {
 	o.errs = append(o.errs, importer.FieldError{Field: field, Message: msg})
 }
 
-func (d *Deps) importBatchOnce(ctx context.Context, tenant *store.Tenant, im *store.Import, rows []importer.Row) error {
+func (o *rowOutcome) failed(field string) bool {
+	for _, e := range o.errs {
+		if e.Field == field {
+			return true
+		}
+	}
+	return false
+}
+
+// claims are the emails, account numbers and existing customers that a
+// batch's good rows take.
+type claims struct {
+	emails, accounts map[string]bool
+	customers        map[uuid.UUID]bool
+}
+
+// batchPlan is everything one batch writes, worked out before its
+// transaction.
+type batchPlan struct {
+	rows        []importer.Row
+	progress    store.ImportProgress
+	logEntries  []*store.ImportError
+	customers   []*store.Customer
+	invitations []*store.Invitation
+	dryRows     []*store.DryRunRow
+	taken       claims
+	now         time.Time
+}
+
+// planBatch applies the row rules to a batch that follows the checkpoint
+// from: each row alone, then against the tenant's data, what the batch
+// before it takes (taken, when that one has not committed yet) and the rows
+// before it in the batch; and the ERP, when asked.
+func (d *Deps) planBatch(ctx context.Context, tenant *store.Tenant, im *store.Import, rows []importer.Row, from int, taken *claims) (*batchPlan, error) {
 	out := make([]*rowOutcome, len(rows))
 	for i, r := range rows {
 		out[i] = &rowOutcome{row: r, errs: importer.Validate(r)}
@@ -246,52 +409,81 @@ func (d *Deps) importBatchOnce(ctx context.Context, tenant *store.Tenant, im *st
 		}
 	}
 	if err := d.checkAgainstDatabase(ctx, tenant, im, out); err != nil {
-		return err
+		return nil, err
+	}
+	if taken != nil {
+		// What the database will say once the batch before has committed.
+		for _, o := range out {
+			if o.email == "" {
+				continue // the row is wrong on its own
+			}
+			if taken.emails[o.email] && !o.failed(importer.ColEmail) {
+				o.fail(importer.ColEmail, importer.MsgEmailInUse)
+			}
+			switch {
+			case o.failed(importer.ColAccountNumber):
+			case taken.accounts[o.row.AccountNumber]:
+				o.fail(importer.ColAccountNumber, importer.MsgAccountRepeated)
+			case o.customerID != uuid.Nil && taken.customers[o.customerID]:
+				o.fail(importer.ColAccountNumber, importer.MsgAccountInvited)
+			}
+		}
 	}
 	if im.ValidateERP {
 		if err := d.verifyImportAccounts(ctx, out); err != nil {
-			return err
+			return nil, err
 		}
 	}
+	plan := &batchPlan{
+		rows:     rows,
+		progress: store.ImportProgress{FromRow: from, ToRow: rows[len(rows)-1].Number, Processed: len(rows)},
+		taken:    claims{emails: map[string]bool{}, accounts: map[string]bool{}, customers: map[uuid.UUID]bool{}},
+		now:      d.now(),
+	}
 	// Within the batch, the first row to use an email or account number keeps
-	// it; earlier batches are in the database, and checked above.
-	emails, accounts := map[string]bool{}, map[string]bool{}
+	// it; so does the first row to invite an existing customer again, which
+	// may hold several account numbers.
 	for _, o := range out {
 		if len(o.errs) > 0 {
 			continue
 		}
-		if emails[o.email] {
+		if plan.taken.emails[o.email] {
 			o.fail(importer.ColEmail, importer.MsgEmailInUse)
 		}
-		if accounts[o.row.AccountNumber] {
+		if plan.taken.accounts[o.row.AccountNumber] {
 			o.fail(importer.ColAccountNumber, importer.MsgAccountRepeated)
+		} else if o.customerID != uuid.Nil && plan.taken.customers[o.customerID] {
+			o.fail(importer.ColAccountNumber, importer.MsgAccountInvited)
 		}
 		if len(o.errs) == 0 {
-			emails[o.email], accounts[o.row.AccountNumber] = true, true
+			plan.taken.emails[o.email], plan.taken.accounts[o.row.AccountNumber] = true, true
+			if o.customerID != uuid.Nil {
+				plan.taken.customers[o.customerID] = true
+			}
 		}
 	}
+	plan.build(tenant, im, out)
+	return plan, nil
+}
 
-	now := d.now()
-	progress := store.ImportProgress{FromRow: im.CheckpointRow, ToRow: rows[len(rows)-1].Number, Processed: len(rows)}
-	var logEntries []*store.ImportError
-	var customers []*store.Customer
-	var invitations []*store.Invitation
-	var dryRows []*store.DryRunRow
+// build turns the outcomes into the rows to write.
+func (plan *batchPlan) build(tenant *store.Tenant, im *store.Import, out []*rowOutcome) {
+	now := plan.now
 	for _, o := range out {
 		r := o.row
 		if len(o.errs) > 0 {
-			progress.Failed++
+			plan.progress.Failed++
 			for _, e := range o.errs {
-				logEntries = append(logEntries, &store.ImportError{
+				plan.logEntries = append(plan.logEntries, &store.ImportError{
 					ImportID: im.ID, RowNumber: r.Number, Field: e.Field, Message: e.Message,
 					AccountNumber: r.AccountNumber, Email: r.Email, FirstName: r.FirstName, LastName: r.LastName,
 				})
 			}
 			continue
 		}
-		progress.Succeeded++
+		plan.progress.Succeeded++
 		if im.DryRun {
-			dryRows = append(dryRows, &store.DryRunRow{
+			plan.dryRows = append(plan.dryRows, &store.DryRunRow{
 				ImportID: im.ID, RowNumber: r.Number, AccountNumber: r.AccountNumber,
 				Email: r.Email, EmailNormalized: o.email, FirstName: r.FirstName, LastName: r.LastName,
 			})
@@ -307,53 +499,59 @@ func (d *Deps) importBatchOnce(ctx context.Context, tenant *store.Tenant, im *st
 				c.CompanyName, c.ERPName, c.ERPPriceTier = o.account.Name, o.account.Name, o.account.PriceTier
 				c.ERPStatus, c.ERPCheckedAt = store.ERPVerified, now
 			}
-			customers = append(customers, c)
+			plan.customers = append(plan.customers, c)
 			customerID = c.ID
 		}
-		invitations = append(invitations, &store.Invitation{
+		plan.invitations = append(plan.invitations, &store.Invitation{
 			ID: uuid.Must(uuid.NewV7()), TenantID: tenant.ID, CustomerID: customerID, Kind: store.KindVendor,
 			Email: r.Email, EmailNormalized: o.email, FirstName: r.FirstName, LastName: r.LastName,
 			Role: store.RoleAdmin, State: store.InvitationPending, DeliveryStatus: store.DeliveryQueued,
 			ImportID: uuid.NullUUID{UUID: im.ID, Valid: true}, ImportRow: r.Number, CreatedAt: now, UpdatedAt: now,
 		})
 	}
+}
 
+// commitBatch writes a batch and moves the checkpoint in one transaction.
+// The checkpoint goes last: after the batch before it (prev) has committed,
+// so the two load their rows at the same time but commit in order; a batch
+// whose predecessor failed rolls back. A second worker on the same import
+// fails there too (the checkpoint moved), or earlier on a key the first one
+// holds.
+func (d *Deps) commitBatch(ctx context.Context, tenant *store.Tenant, im *store.Import, plan *batchPlan, prev *batchCommit) ([]jobs.Job, error) {
 	var queued []jobs.Job
 	err := store.RunInBulkTx(ctx, d.DB, func(ctx context.Context, tx *store.BulkTx) error {
-		// First: it locks the import row, so a second worker on the same
-		// import waits here and then finds the checkpoint moved.
-		if err := store.AdvanceImport(ctx, tx, tenant.ID, im.ID, progress, now); err != nil {
-			return err
-		}
-		if err := store.InsertImportErrors(ctx, tx, logEntries); err != nil {
+		if err := store.InsertImportErrors(ctx, tx, plan.logEntries); err != nil {
 			return err
 		}
 		if im.DryRun {
-			return store.InsertDryRunRows(ctx, tx, dryRows)
+			if err := store.InsertDryRunRows(ctx, tx, plan.dryRows); err != nil {
+				return err
+			}
+		} else {
+			if err := store.InsertCustomers(ctx, tx, plan.customers); err != nil {
+				return err
+			}
+			if err := store.InsertInvitations(ctx, tx, plan.invitations); err != nil {
+				return err
+			}
+			var err error
+			if queued, err = invite.QueueEmails(ctx, tx, tenant.ID, plan.invitations, plan.now); err != nil {
+				return err
+			}
 		}
-		if err := store.InsertCustomers(ctx, tx, customers); err != nil {
-			return err
+		if prev != nil {
+			select {
+			case <-prev.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if prev.err != nil {
+				return errEarlierBatchFailed
+			}
 		}
-		if err := store.InsertInvitations(ctx, tx, invitations); err != nil {
-			return err
-		}
-		var err error
-		queued, err = invite.QueueEmails(ctx, tx, tenant.ID, invitations, now)
-		return err
+		return store.AdvanceImport(ctx, tx, tenant.ID, im.ID, plan.progress, plan.now)
 	})
-	if err != nil {
-		return err
-	}
-	d.Dispatcher.Dispatch(ctx, queued...)
-	d.Metrics.ImportRows(tenant.ID, progress.Succeeded, progress.Failed)
-	if !im.DryRun {
-		d.Metrics.Invitations(tenant.ID, metrics.InvitationCreated, len(invitations))
-	}
-	im.CheckpointRow = progress.ToRow
-	im.ProcessedRows += progress.Processed
-	im.Succeeded += progress.Succeeded
-	im.Failed += progress.Failed
-	return nil
+	return queued, err
 }
 
 // checkAgainstDatabase applies the rules that need the tenant's data: an

@@ -95,12 +95,16 @@ func startWorker(ctx context.Context, env *environment, cfg *config.Config, db *
 		deps.ERPLimiter = &semaphore.Semaphore{Client: rc, Key: "onboard:erp:slots", Limit: cfg.ERPConcurrency, Lease: 2 * erpTimeout}
 	}
 	srv := asynq.NewServer(cfg.Redis, asynq.Config{
-		Concurrency:     cfg.WorkerConcurrency,
-		Queues:          jobs.QueueWeights,
-		RetryDelayFunc:  workers.RetryDelay,
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		Logger:          asynqslog.Logger{L: env.log},
-		BaseContext:     func() context.Context { return context.WithoutCancel(ctx) },
+		Concurrency: cfg.WorkerConcurrency,
+		Queues:      jobs.QueueWeights,
+		// asynq looks for new work once a second when every queue is empty:
+		// an invitation or an upload would wait up to that long before a
+		// worker noticed it. A look costs Redis one small script call.
+		TaskCheckInterval: 200 * time.Millisecond,
+		RetryDelayFunc:    workers.RetryDelay,
+		ShutdownTimeout:   cfg.ShutdownTimeout,
+		Logger:            asynqslog.Logger{L: env.log},
+		BaseContext:       func() context.Context { return context.WithoutCancel(ctx) },
 	})
 	mux := asynq.NewServeMux()
 	workers.Register(mux, deps)
