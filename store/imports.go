@@ -426,6 +426,8 @@ type AccountHolder struct {
 	Invited       bool      `bun:"invited"`
 	// InvitedBy is the import whose row invited the customer, if one did.
 	InvitedBy uuid.NullUUID `bun:"invited_by,type:uuid"`
+	// Accounts is how many account numbers the customer holds.
+	Accounts int `bun:"accounts"`
 }
 
 // AccountHolders finds the tenant's customers holding any of the account
@@ -441,6 +443,7 @@ func AccountHolders(ctx context.Context, db bun.IDB, tenantID uuid.UUID, account
 		ColumnExpr("ca.account_number, ca.customer_id, c.status").
 		ColumnExpr("EXISTS (SELECT 1 FROM invitations AS i WHERE i.customer_id = ca.customer_id AND i.kind = ? AND i.state <> ?) AS invited", KindVendor, InvitationRevoked).
 		ColumnExpr("(SELECT i.import_id FROM invitations AS i WHERE i.customer_id = ca.customer_id AND i.kind = ? AND i.state <> ? LIMIT 1) AS invited_by", KindVendor, InvitationRevoked).
+		ColumnExpr("(SELECT count(*) FROM customer_accounts AS other WHERE other.customer_id = ca.customer_id) AS accounts").
 		Where("ca.tenant_id = ? AND ca.account_number IN (?)", tenantID, bun.In(accounts)).
 		Scan(ctx, &got)
 	if err != nil {

@@ -359,8 +359,10 @@ type rowOutcome struct {
 	row        importer.Row
 	email      string // normalised
 	errs       []importer.FieldError
-	customerID uuid.UUID    // an existing customer to invite, or uuid.Nil
-	account    *erp.Account // the ERP's record, when verified
+	customerID uuid.UUID // an existing customer to invite, or uuid.Nil
+	// customerAccounts is how many account numbers that customer holds.
+	customerAccounts int
+	account          *erp.Account // the ERP's record, when verified
 }
 
 func (o *rowOutcome) fail(field, msg string) {
@@ -422,10 +424,10 @@ func (d *Deps) planBatch(ctx context.Context, tenant *store.Tenant, im *store.Im
 			}
 			switch {
 			case o.failed(importer.ColAccountNumber):
+			case o.customerID != uuid.Nil && taken.customers[o.customerID]:
+				o.fail(importer.ColAccountNumber, invitedByEarlierRow(o.customerAccounts))
 			case taken.accounts[o.row.AccountNumber]:
 				o.fail(importer.ColAccountNumber, importer.MsgAccountRepeated)
-			case o.customerID != uuid.Nil && taken.customers[o.customerID]:
-				o.fail(importer.ColAccountNumber, importer.MsgAccountInvited)
 			}
 		}
 	}
@@ -442,7 +444,8 @@ func (d *Deps) planBatch(ctx context.Context, tenant *store.Tenant, im *store.Im
 	}
 	// Within the batch, the first row to use an email or account number keeps
 	// it; so does the first row to invite an existing customer again, which
-	// may hold several account numbers.
+	// may hold several account numbers. The messages are the ones the
+	// database gives once the earlier row has committed.
 	for _, o := range out {
 		if len(o.errs) > 0 {
 			continue
@@ -450,10 +453,11 @@ func (d *Deps) planBatch(ctx context.Context, tenant *store.Tenant, im *store.Im
 		if plan.taken.emails[o.email] {
 			o.fail(importer.ColEmail, importer.MsgEmailInUse)
 		}
-		if plan.taken.accounts[o.row.AccountNumber] {
+		switch {
+		case o.customerID != uuid.Nil && plan.taken.customers[o.customerID]:
+			o.fail(importer.ColAccountNumber, invitedByEarlierRow(o.customerAccounts))
+		case plan.taken.accounts[o.row.AccountNumber]:
 			o.fail(importer.ColAccountNumber, importer.MsgAccountRepeated)
-		} else if o.customerID != uuid.Nil && plan.taken.customers[o.customerID] {
-			o.fail(importer.ColAccountNumber, importer.MsgAccountInvited)
 		}
 		if len(o.errs) == 0 {
 			plan.taken.emails[o.email], plan.taken.accounts[o.row.AccountNumber] = true, true
@@ -599,16 +603,26 @@ func (d *Deps) checkAgainstDatabase(ctx context.Context, tenant *store.Tenant, i
 		case h.Status == store.CustomerInactive:
 			o.fail(importer.ColAccountNumber, importer.MsgAccountInactive)
 		case h.InvitedBy.Valid && h.InvitedBy.UUID == im.ID:
-			o.fail(importer.ColAccountNumber, importer.MsgAccountRepeated)
+			o.fail(importer.ColAccountNumber, invitedByEarlierRow(h.Accounts))
 		case h.Invited:
 			o.fail(importer.ColAccountNumber, importer.MsgAccountInvited)
 		default:
 			// An active customer whose invitations were all revoked: the row
 			// invites it again.
-			o.customerID = h.CustomerID
+			o.customerID, o.customerAccounts = h.CustomerID, h.Accounts
 		}
 	}
 	return nil
+}
+
+// invitedByEarlierRow is the message for a row whose customer an earlier row
+// of the file invited. A customer with one account number got it from that
+// row; one with several may have been invited through another.
+func invitedByEarlierRow(customerAccounts int) string {
+	if customerAccounts > 1 {
+		return importer.MsgAccountInvited
+	}
+	return importer.MsgAccountRepeated
 }
 
 // verifyImportAccounts looks every still-good row's account number up in the

@@ -245,6 +245,74 @@ func TestImportPartialSuccessLogsEveryBadRow(t *testing.T) {
 	})
 }
 
+// TestImportOutcomeDoesNotDependOnBatches imports the same file in batches of
+// every size: a row's outcome must not depend on whether the row it clashes
+// with is in its batch, in the batch committing next to it (Postgres
+// overlaps them) or already committed.
+func TestImportOutcomeDoesNotDependOnBatches(t *testing.T) {
+	t.Parallel()
+	file := mixedCSV +
+		"kim@example.com,3000,,,\r\n" + // 15 good: invites again a customer whose invitation was revoked
+		"lee@example.com,3001,,,\r\n" + // 16 that customer's other account: it is invited now
+		"mo@example.com,3000,,,\r\n" + // 17 the same account again
+		"ann@example.com,1018,,,\r\n" // 18 email of row 2
+	want := []string{
+		"3|Customer Email|Customer Email field must not be empty",
+		"4|Customer Email|Customer Email must be valid",
+		"5|Account Number|Account Number field must not be empty",
+		"7|Customer Email|Provided email address is already in use",
+		"8|Customer Email|Provided email address is already in use",
+		"9|Account Number|" + importer.MsgAccountBlacklisted,
+		"10|Account Number|" + importer.MsgAccountInactive,
+		"11|Account Number|" + importer.MsgAccountRepeated,
+		"12||the row has 2 fields; the header has 5",
+		"16|Account Number|" + importer.MsgAccountInvited,
+		"17|Account Number|" + importer.MsgAccountInvited,
+		"18|Customer Email|Provided email address is already in use",
+	}
+	storetest.Each(t, func(t *testing.T, db *bun.DB) {
+		for _, size := range []int{1, 2, 3, 4, 5, 7, 0} {
+			t.Run(fmt.Sprint("batch=", size), func(t *testing.T) {
+				ctx := context.Background()
+				f := newFixture(t, db)
+				withDispatcher(t, f)
+				f.deps.ImportBatchRows = size
+				f.existingCustomer(t, "1999", "Taken@Example.com", store.CustomerActive)
+				f.existingCustomer(t, "2000", "", store.CustomerBlacklisted)
+				f.existingCustomer(t, "2001", "", store.CustomerInactive)
+				revoked := &store.Customer{TenantID: f.tenant.ID, CompanyName: "Two Accounts", AccountNumbers: []string{"3000", "3001"}, CreatedAt: t0, UpdatedAt: t0}
+				if err := store.InsertCustomer(ctx, db, revoked); err != nil {
+					t.Fatal(err)
+				}
+				old := &store.Invitation{TenantID: f.tenant.ID, CustomerID: revoked.ID, Email: "old@example.com", EmailNormalized: "old@example.com", State: store.InvitationRevoked, CreatedAt: t0, UpdatedAt: t0}
+				if err := store.InsertInvitation(ctx, db, old); err != nil {
+					t.Fatal(err)
+				}
+				im := f.upload(t, []byte(file), nil)
+				if err := f.importNow(t, im); err != nil {
+					t.Fatal(err)
+				}
+				got := f.reloadImport(t, im)
+				if got.Status != store.ImportCompleted || got.ProcessedRows != 16 || got.Succeeded != 4 || got.Failed != 12 {
+					t.Fatalf("import %+v", got)
+				}
+				if log := errorLog(t, db, im); !slices.Equal(log, want) {
+					t.Fatalf("error log:\n%s\nwant:\n%s", strings.Join(log, "\n"), strings.Join(want, "\n"))
+				}
+				var invited []string
+				err := db.NewSelect().Table("invitations").Column("email_normalized").
+					Where("import_id = ?", im.ID).Order("import_row").Scan(ctx, &invited)
+				if err != nil || !slices.Equal(invited, []string{"ann@example.com", "ivy@example.com", "jo@example.com", "kim@example.com"}) {
+					t.Fatalf("invited %v %v", invited, err)
+				}
+				if c, err := store.CustomerByAccount(ctx, db, f.tenant.ID, "3001"); err != nil || c.ID != revoked.ID {
+					t.Fatalf("customer of 3001: %+v %v", c, err)
+				}
+			})
+		}
+	})
+}
+
 func TestImportDryRunInvitesNobody(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, storetest.NewPostgres(t))
