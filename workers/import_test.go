@@ -454,6 +454,71 @@ func (e *flakyERP) LookupAccount(ctx context.Context, number string) (erp.Accoun
 	return e.AccountVerifier.LookupAccount(ctx, number)
 }
 
+// interleavingERP answers every account and, on the first lookup of one, runs
+// a hook: a stand-in for a request that lands between an import's checks and
+// its commit.
+type interleavingERP struct {
+	once    sync.Once
+	account string
+	hook    func()
+}
+
+func (e *interleavingERP) LookupAccount(_ context.Context, number string) (erp.Account, error) {
+	if number == e.account {
+		e.once.Do(e.hook)
+	}
+	return erp.Account{Number: number, Name: "Company " + number}, nil
+}
+
+// TestImportRowTakenByAConcurrentRequest: an API request invites an email of
+// a batch after the batch was checked (its ERP lookups run after the checks)
+// and before it commits. The commit fails on the key; the batch is checked
+// again and that row gets its error, in every batch layout.
+func TestImportRowTakenByAConcurrentRequest(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *bun.DB) {
+		for _, size := range []int{2, 3, 0} {
+			t.Run(fmt.Sprint("batch=", size), func(t *testing.T) {
+				ctx := context.Background()
+				f := newFixture(t, db)
+				withDispatcher(t, f)
+				f.deps.ImportBatchRows = size
+				var csv strings.Builder
+				csv.WriteString("Account Number,Customer Email\n")
+				for i := range 7 {
+					fmt.Fprintf(&csv, "%d,user%d@example.com\n", 800000+i, i)
+				}
+				f.deps.ERP = &interleavingERP{account: "800003", hook: func() {
+					c := &store.Customer{TenantID: f.tenant.ID, CompanyName: "Walk-in", AccountNumbers: []string{"799999"}, CreatedAt: t0, UpdatedAt: t0}
+					if err := store.InsertCustomer(ctx, db, c); err != nil {
+						t.Error(err)
+						return
+					}
+					inv := &store.Invitation{TenantID: f.tenant.ID, CustomerID: c.ID, Email: "user3@example.com", EmailNormalized: "user3@example.com", State: store.InvitationPending, CreatedAt: t0, UpdatedAt: t0}
+					if err := store.InsertInvitation(ctx, db, inv); err != nil {
+						t.Error(err)
+					}
+				}}
+				im := f.upload(t, []byte(csv.String()), func(im *store.Import) { im.ValidateERP = true })
+				if err := f.importNow(t, im); err != nil {
+					t.Fatal(err)
+				}
+				got := f.reloadImport(t, im)
+				if got.Status != store.ImportCompleted || got.ProcessedRows != 7 || got.Succeeded != 6 || got.Failed != 1 {
+					t.Fatalf("import %+v", got)
+				}
+				if log := errorLog(t, db, im); !slices.Equal(log, []string{"5|Customer Email|" + importer.MsgEmailInUse}) {
+					t.Fatalf("error log %q", log)
+				}
+				n, err := db.NewSelect().Table("invitations").Where("import_id = ?", im.ID).Count(ctx)
+				if err != nil || n != 6 {
+					t.Fatalf("%d invitations, %v", n, err)
+				}
+			})
+		}
+	})
+}
+
 func TestImportWithERPValidationResumesAfterAFailure(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, storetest.NewPostgres(t))
