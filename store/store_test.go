@@ -357,3 +357,23 @@ func TestOutbox(t *testing.T) {
 		}
 	})
 }
+
+// TestPostgresJITIsOffUnlessAsked: the import's batch look-ups cost more to
+// JIT-compile than to run, so connections turn JIT off; a DSN can turn it on.
+func TestPostgresJITIsOffUnlessAsked(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dsn := storetest.NewPostgresDSN(t)
+	for _, c := range []struct{ dsn, want string }{{dsn, "off"}, {dsn + "&jit=on", "on"}} {
+		db, err := store.Open(ctx, c.dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		err = db.QueryRowContext(ctx, "SHOW jit").Scan(&got)
+		db.Close()
+		if err != nil || got != c.want {
+			t.Fatalf("%s: jit = %q, %v; want %q", c.dsn, got, err, c.want)
+		}
+	}
+}
