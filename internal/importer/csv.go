@@ -61,6 +61,14 @@ func OpenCSV(src io.Reader) (*CSVReader, error) {
 	default:
 		text, enc = transform.NewReader(br, charmap.Windows1252.NewDecoder()), "Windows-1252"
 	}
+	// Lines ended by CR alone (Excel for Mac's "CSV (Macintosh)") read as
+	// LF: encoding/csv only ends a record at LF.
+	tb0 := bufio.NewReaderSize(text, sniffSize)
+	if decoded, _ := tb0.Peek(sniffSize); bytes.IndexByte(decoded, '\r') >= 0 && bytes.IndexByte(decoded, '\n') < 0 {
+		text = crAsLF{tb0}
+	} else {
+		text = tb0
+	}
 	limited := &lineLimiter{r: text}
 	tb := bufio.NewReaderSize(limited, sniffSize)
 	sample, _ := tb.Peek(sniffSize)
@@ -173,6 +181,19 @@ func detectDelimiter(sample []byte) rune {
 		}
 	}
 	return best
+}
+
+// crAsLF turns every CR into LF.
+type crAsLF struct{ r io.Reader }
+
+func (c crAsLF) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	for i, b := range p[:n] {
+		if b == '\r' {
+			p[i] = '\n'
+		}
+	}
+	return n, err
 }
 
 type lineTooLong struct{}

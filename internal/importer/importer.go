@@ -186,7 +186,13 @@ type columns struct {
 }
 
 func mapHeader(header []string) (columns, error) {
-	c := columns{index: map[string]int{}, nHeader: len(header)}
+	// Empty names at the end of the header (a trailing delimiter, a column
+	// once formatted) are not columns: a row need not reach them.
+	n := len(header)
+	for n > 0 && strings.TrimSpace(strings.TrimPrefix(header[n-1], "\ufeff")) == "" {
+		n--
+	}
+	c := columns{index: map[string]int{}, nHeader: n}
 	for i, h := range header {
 		col, ok := aliases[fold(h)]
 		if !ok {

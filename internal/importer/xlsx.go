@@ -150,6 +150,11 @@ func (r *XLSXReader) Next() (Row, error) {
 	if err != nil {
 		return Row{}, err
 	}
+	// A worksheet has no ragged rows: the empty cells at the end of a row
+	// are simply not stored.
+	for len(rec) < r.cols.nHeader {
+		rec = append(rec, "")
+	}
 	return r.cols.row(r.n, rec), nil
 }
 

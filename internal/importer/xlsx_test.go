@@ -64,20 +64,20 @@ func TestSpreadsheetMadeWorkbook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Rows 3, 5 and 6 end before the last column: a worksheet does not
+	// store empty cells at the end of a row, and those rows are whole.
 	want := []Row{
 		{Number: 2, AccountNumber: "145722", Email: "jane@example.com", FirstName: "Jane"},
-		{Number: 3, AccountNumber: "145723", Email: "bob@example.com", FirstName: "Bob", Err: rows[1].Err},
-		{Number: 5, AccountNumber: "12345678901234", Email: "big@example.com", FirstName: "Big", Err: rows[2].Err},
-		{Number: 6, AccountNumber: "00123", Email: "zeros@example.com", Err: rows[3].Err},
+		{Number: 3, AccountNumber: "145723", Email: "bob@example.com", FirstName: "Bob"},
+		{Number: 5, AccountNumber: "12345678901234", Email: "big@example.com", FirstName: "Big"},
+		{Number: 6, AccountNumber: "00123", Email: "zeros@example.com"},
 	}
 	if len(rows) != len(want) {
 		t.Fatalf("%d rows: %+v", len(rows), rows)
 	}
 	for i := range want {
-		got := rows[i]
-		got.Err, want[i].Err = nil, nil
-		if got != want[i] {
-			t.Errorf("row %d: %+v, want %+v", i, got, want[i])
+		if rows[i] != want[i] {
+			t.Errorf("row %d: %+v, want %+v", i, rows[i], want[i])
 		}
 	}
 }
