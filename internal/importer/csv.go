@@ -117,12 +117,31 @@ func (r *CSVReader) Next() (Row, error) {
 		if blank(rec) {
 			continue
 		}
+		storable(rec, r.Encoding == "UTF-8")
 		return r.cols.row(r.lastRow, rec), nil
 	}
 }
 
 // Close releases nothing for CSV; it makes CSVReader a Reader.
 func (r *CSVReader) Close() error { return nil }
+
+// storable makes every field text Postgres can store: no bytes that are not
+// UTF-8, no NUL. In a file taken for UTF-8 (guessed from its first 64 KiB),
+// a field that is not UTF-8 is read again as Windows-1252: an Excel CSV whose
+// first accented letter comes later; otherwise (a file with a UTF-8 BOM)
+// such bytes become U+FFFD.
+func storable(rec []string, guessedUTF8 bool) {
+	for i, f := range rec {
+		if !utf8.ValidString(f) {
+			if s, err := charmap.Windows1252.NewDecoder().String(f); guessedUTF8 && err == nil {
+				f = s
+			} else {
+				f = strings.ToValidUTF8(f, "\uFFFD")
+			}
+		}
+		rec[i] = strings.ReplaceAll(f, "\x00", "")
+	}
+}
 
 func blank(rec []string) bool {
 	for _, f := range rec {

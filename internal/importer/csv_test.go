@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"golang.org/x/text/encoding/charmap"
 	"golang.org/x/text/encoding/unicode"
@@ -72,6 +73,36 @@ func TestEncodingsDelimitersAndLineEndings(t *testing.T) {
 		if len(rows) != 2 || rows[0] != (Row{Number: 2, AccountNumber: "145722", Email: "jose@example.com", FirstName: "José", LastName: "Müller"}) || rows[1].Number != 3 {
 			t.Errorf("%s: %+v", tc.name, rows)
 		}
+	}
+}
+
+// TestWindows1252AfterTheSniffedBytes: the encoding is guessed from the
+// first 64 KiB; a Windows-1252 letter after them is still read as one, not
+// passed on as bytes that are not text.
+func TestWindows1252AfterTheSniffedBytes(t *testing.T) {
+	t.Parallel()
+	var b bytes.Buffer
+	b.WriteString("Account Number,Customer Email,Customer Last Name\n")
+	for i := 0; b.Len() < 2*sniffSize; i++ {
+		b.WriteString("1000,user@example.com,Lee\n")
+	}
+	b.WriteString("2000,jose@example.com,M\xfcller \x96 N\xfa\xf1ez\n")
+	b.WriteString("2001,nul@example.com,Nu\x00ll\n")
+	rows, err := readAll(t, b.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := rows[len(rows)-2]; r.LastName != "Müller – Núñez" || r.AccountNumber != "2000" {
+		t.Fatalf("row %+v", r)
+	}
+	if r := rows[len(rows)-1]; r.LastName != "Null" {
+		t.Fatalf("row %+v", r)
+	}
+	// With a UTF-8 BOM the file says what it is: bytes that are not UTF-8
+	// are replaced, not guessed at.
+	rows, err = readAll(t, []byte("\xef\xbb\xbfAccount Number,Customer Email,Customer Last Name\n1,a@example.com,M\xfcller\n"))
+	if err != nil || len(rows) != 1 || rows[0].LastName != "M\uFFFDller" {
+		t.Fatalf("%+v %v", rows, err)
 	}
 }
 
@@ -260,6 +291,11 @@ func FuzzCSV(f *testing.F) {
 				t.Fatalf("row numbers not increasing: %d after %d", row.Number, last)
 			}
 			last = row.Number
+			for _, v := range []string{row.AccountNumber, row.Email, row.FirstName, row.LastName} {
+				if !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+					t.Fatalf("row %d holds a value Postgres cannot store as text: %q", row.Number, v)
+				}
+			}
 			_ = Validate(row)
 		}
 	})
