@@ -72,28 +72,64 @@ func OpenCSV(src io.Reader) (*CSVReader, error) {
 	limited := &lineLimiter{r: text}
 	tb := bufio.NewReaderSize(limited, sniffSize)
 	sample, _ := tb.Peek(sniffSize)
-	delim := detectDelimiter(sample)
+	delim, sepLine := sepDirective(sample)
+	if sepLine > 0 {
+		// Excel hides the line, so the header is still row 1.
+		_, _ = tb.Discard(sepLine)
+	} else {
+		delim = detectDelimiter(sample)
+	}
 
 	cr := csv.NewReader(tb)
 	cr.Comma = delim
 	cr.FieldsPerRecord = -1 // ragged rows are that row's error, not the file's
 	cr.LazyQuotes = true    // a stray quote (5" pipe) is text, as Excel reads it
 	cr.ReuseRecord = true
-	header, err := cr.Read()
-	if err != nil {
-		if limited.err != nil {
-			return nil, limited.err
+	// The header is the first row with a value in it, as in a workbook:
+	// rows of empty cells above it (",,,") are what spreadsheet programs
+	// export for empty rows.
+	var header []string
+	for {
+		header, err = cr.Read()
+		if err != nil {
+			if limited.err != nil {
+				return nil, limited.err
+			}
+			if errors.Is(err, io.EOF) {
+				return nil, fileError("the file is empty")
+			}
+			return nil, fileError("cannot read the header row: %v", err)
 		}
-		return nil, fileError("cannot read the header row: %v", err)
+		if !blank(header) {
+			break
+		}
 	}
 	cols, err := mapHeader(header)
 	if err != nil {
 		return nil, err
 	}
-	r := &CSVReader{r: cr, cols: cols, lastRow: 1, Encoding: enc, Delim: delim}
 	line, _ := cr.FieldPos(0)
+	r := &CSVReader{r: cr, cols: cols, lastRow: line, Encoding: enc, Delim: delim}
 	r.lastEnd = line + newlines(header)
 	return r, nil
+}
+
+// sepDirective reads the "sep=;" line some programs put first to tell Excel
+// the delimiter: the delimiter it names and the bytes of the line, or 0.
+func sepDirective(sample []byte) (rune, int) {
+	line, _, found := bytes.Cut(sample, []byte("\n"))
+	if !found {
+		return 0, 0
+	}
+	text := strings.Trim(strings.TrimSpace(string(line)), `"`)
+	if len(text) < 5 || !strings.EqualFold(text[:4], "sep=") {
+		return 0, 0
+	}
+	d, size := utf8.DecodeRuneInString(text[4:])
+	if 4+size != len(text) || d == '"' || d == utf8.RuneError || d == '\r' {
+		return 0, 0
+	}
+	return d, len(line) + 1
 }
 
 // Next returns the next row, io.EOF at the end. Blank lines are skipped but

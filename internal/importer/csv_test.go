@@ -63,6 +63,8 @@ func TestEncodingsDelimitersAndLineEndings(t *testing.T) {
 		{"trailing delimiter on the header only", []byte(strings.Replace(text, "\n", ",\n", 1))},
 		{"semicolon", []byte(strings.ReplaceAll(text, ",", ";"))},
 		{"tab", []byte(strings.ReplaceAll(text, ",", "\t"))},
+		{"sep= line", []byte("sep=;\n" + strings.ReplaceAll(text, ",", ";"))},
+		{"sep= line crlf bom", append([]byte{0xEF, 0xBB, 0xBF}, "\"sep=\t\"\r\n"+strings.ReplaceAll(strings.ReplaceAll(text, ",", "\t"), "\n", "\r\n")...)},
 		{"semicolon crlf bom", append([]byte{0xEF, 0xBB, 0xBF}, strings.ReplaceAll(strings.ReplaceAll(text, ",", ";"), "\n", "\r\n")...)},
 	} {
 		rows, err := readAll(t, tc.data)
@@ -168,6 +170,12 @@ func TestRowNumbersAsASpreadsheetShowsThem(t *testing.T) {
 	}
 	if rows[0].FirstName != "Two\nLines" {
 		t.Errorf("embedded newline: %q", rows[0].FirstName)
+	}
+	// Rows of empty cells above the header (what a sheet with empty top
+	// rows exports to) are skipped, and rows keep their place in the sheet.
+	rows, err = readAll(t, []byte(",,\n\n , \nAccount Number,Customer Email\n1,a@example.com\n"))
+	if err != nil || len(rows) != 1 || rows[0].Number != 5 {
+		t.Errorf("header below empty rows: %+v %v", rows, err)
 	}
 }
 

@@ -1,12 +1,14 @@
 package importer
 
 import (
+	"archive/zip"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -29,7 +31,8 @@ func Detect(head []byte) (Format, error) {
 	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
 		return FormatXLSX, nil
 	case bytes.HasPrefix(head, []byte{0xD0, 0xCF, 0x11, 0xE0}):
-		return "", fileError("legacy .xls workbooks are not supported; save the file as .xlsx or .csv")
+		// An OLE2 file is a legacy .xls, or an .xlsx encrypted with a password.
+		return "", fileError("legacy .xls workbooks and password-protected workbooks are not supported; save the file as .xlsx without a password, or as .csv")
 	}
 	return FormatCSV, nil
 }
@@ -88,6 +91,9 @@ func OpenXLSX(src io.Reader, o XLSXOptions) (*XLSXReader, error) {
 	if err != nil {
 		if strings.Contains(err.Error(), "unzip size exceeds") {
 			return nil, fileError("the workbook is larger than %d MiB when decompressed", o.UnzipSizeLimit>>20)
+		}
+		if isOpenDocument(tmp.Name()) {
+			return nil, fileError("OpenDocument spreadsheets (.ods) are not supported; save the file as .xlsx or .csv")
 		}
 		return nil, fileError("the workbook cannot be read (%v); save it again as .xlsx or .csv", err)
 	}
@@ -167,20 +173,71 @@ func (r *XLSXReader) Close() error {
 	return errors.Join(err, r.f.Close())
 }
 
-// plainNumber writes a raw numeric cell the way Excel shows an integer in a
-// General cell (145722, not 145722.0 or 1.45722E+05). Only values with a
-// decimal point or an exponent are touched: plain digits, such as a text
-// cell "00123", are kept exactly as stored.
+// plainNumber writes a number as Excel shows it in a General cell:
+// 145722, not the 145722.0, 1.45722E+05 or 145722.00000000001 that programs
+// store. excelize's streaming reader does not say whether a cell holds a
+// number or text, so only the forms programs store numbers in are rewritten:
+// a fraction of a single zero, an exponent with a decimal mantissa or a sign,
+// or more significant digits than Excel keeps (15). Text that merely looks
+// numeric keeps what was typed: "4711.10", "0012.5" and "12E4" are account
+// numbers, not quantities.
 func plainNumber(v string) string {
-	if v == "" || !strings.ContainsAny(v, ".eE") || strings.IndexFunc(v, func(r rune) bool { return !strings.ContainsRune("0123456789.eE+-", r) }) >= 0 {
+	if v == "" || !strings.ContainsAny(v, ".eE") || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) {
+		return v // the common cases, text and integers, without the regexp
+	}
+	m := numberForm.FindStringSubmatch(v)
+	if m == nil {
+		return v
+	}
+	intPart, frac, exp := m[1], m[2], m[3]
+	if len(intPart) > 1 && intPart[0] == '0' {
+		return v // leading zeros: typed text
+	}
+	switch {
+	case exp != "":
+		if frac == "" && !strings.ContainsAny(exp, "+-") {
+			return v
+		}
+	case frac == ".0":
+	case len(strings.TrimLeft(intPart+frac[min(1, len(frac)):], "0")) > 15:
+	default:
 		return v
 	}
 	f, err := strconv.ParseFloat(v, 64)
 	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
 		return v
 	}
+	// Excel keeps 15 significant digits; the rest is binary noise.
+	f, _ = strconv.ParseFloat(strconv.FormatFloat(f, 'g', 15, 64), 64)
 	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
 		return strconv.FormatInt(int64(f), 10)
 	}
 	return strconv.FormatFloat(f, 'f', -1, 64)
 }
+
+// isOpenDocument tells an OpenDocument file (also a zip) by the mimetype
+// entry the format puts first.
+func isOpenDocument(path string) bool {
+	z, err := zip.OpenReader(path)
+	if err != nil {
+		return false
+	}
+	defer z.Close()
+	for _, f := range z.File {
+		if f.Name != "mimetype" {
+			continue
+		}
+		rc, err := f.Open()
+		if err != nil {
+			return false
+		}
+		defer rc.Close()
+		head := make([]byte, 64)
+		n, _ := io.ReadFull(rc, head)
+		return bytes.HasPrefix(head[:n], []byte("application/vnd.oasis.opendocument"))
+	}
+	return false
+}
+
+// numberForm is a stored number: integer part, fraction, exponent.
+var numberForm = regexp.MustCompile(`^-?([0-9]+)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -56,6 +57,20 @@ func TestSpreadsheetMadeWorkbook(t *testing.T) {
 		_ = f.SetCellStr("Sheet1", "A6", "zeros@example.com")
 		style, _ := f.NewStyle(&excelize.Style{NumFmt: 11}) // 0.00E+00
 		_ = f.SetCellStyle("Sheet1", "B5", "B5", style)
+		// Numbers as other programs store them (openpyxl's 145724.0, an
+		// exponent, binary noise), and text that only looks numeric.
+		for i, v := range []struct{ number, text string }{
+			{number: "145724.0"}, {number: "1.45725E+05"}, {number: "145726.00000000001"}, {number: "-1.5E+2"},
+			{text: "4711.10"}, {text: "0012.5"}, {text: "12E4"}, {text: "100.2"},
+		} {
+			row := strconv.Itoa(7 + i)
+			_ = f.SetCellStr("Sheet1", "A"+row, "n"+row+"@example.com")
+			if v.number != "" {
+				_ = f.SetCellDefault("Sheet1", "B"+row, v.number)
+			} else {
+				_ = f.SetCellStr("Sheet1", "B"+row, v.text)
+			}
+		}
 	})
 	if fm, err := Detect(data); err != nil || fm != FormatXLSX {
 		t.Fatalf("detect: %v %v", fm, err)
@@ -71,6 +86,14 @@ func TestSpreadsheetMadeWorkbook(t *testing.T) {
 		{Number: 3, AccountNumber: "145723", Email: "bob@example.com", FirstName: "Bob"},
 		{Number: 5, AccountNumber: "12345678901234", Email: "big@example.com", FirstName: "Big"},
 		{Number: 6, AccountNumber: "00123", Email: "zeros@example.com"},
+		{Number: 7, AccountNumber: "145724", Email: "n7@example.com"},
+		{Number: 8, AccountNumber: "145725", Email: "n8@example.com"},
+		{Number: 9, AccountNumber: "145726", Email: "n9@example.com"},
+		{Number: 10, AccountNumber: "-150", Email: "n10@example.com"},
+		{Number: 11, AccountNumber: "4711.10", Email: "n11@example.com"},
+		{Number: 12, AccountNumber: "0012.5", Email: "n12@example.com"},
+		{Number: 13, AccountNumber: "12E4", Email: "n13@example.com"},
+		{Number: 14, AccountNumber: "100.2", Email: "n14@example.com"},
 	}
 	if len(rows) != len(want) {
 		t.Fatalf("%d rows: %+v", len(rows), rows)
@@ -171,6 +194,16 @@ func TestBrokenWorkbooks(t *testing.T) {
 	t.Parallel()
 	if _, err := Detect([]byte{0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1}); !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), ".xls") {
 		t.Fatalf("legacy xls: %v", err)
+	}
+	var ods bytes.Buffer
+	zw := zip.NewWriter(&ods)
+	w, _ := zw.Create("mimetype")
+	_, _ = io.WriteString(w, "application/vnd.oasis.opendocument.spreadsheet")
+	w, _ = zw.Create("content.xml")
+	_, _ = io.WriteString(w, "<office:document-content/>")
+	_ = zw.Close()
+	if _, err := readXLSX(t, ods.Bytes(), XLSXOptions{}); !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), ".ods") {
+		t.Fatalf("ods: %v", err)
 	}
 	good := workbook(t, func(f *excelize.File) { _ = f.SetCellStr("Sheet1", "A1", "x") })
 	for name, data := range map[string][]byte{
