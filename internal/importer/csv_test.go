@@ -115,6 +115,8 @@ func TestHeadersByNameInAnyOrder(t *testing.T) {
 		"E-MAIL ADDRESS,notes,account_number,firstname",
 		"customer_email,notes,AccountNumber,Given Name",
 		" Customer Email , Notes ,Acct #,Customer First Name",
+		"Customer Email*,Notes,Account Number (required),First Name (optional)",
+		"\"Customer\nEmail\",Notes,\"Account\r\nNumber\",\"First\nName\"",
 	} {
 		rows, err := readAll(t, []byte(header+"\njane@example.com,ignored,100,Jane\n"))
 		if err != nil || len(rows) != 1 || rows[0].AccountNumber != "100" || rows[0].Email != "jane@example.com" || rows[0].FirstName != "Jane" {

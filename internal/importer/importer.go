@@ -165,14 +165,20 @@ var aliases = func() map[string]string {
 	return m
 }()
 
-// fold makes headers comparable: case, spaces, underscores, hyphens and dots
-// do not matter, and "#" reads as "number".
+// fold makes headers comparable: case, spaces, line breaks (a header
+// wrapped in its cell), underscores, hyphens, dots and the asterisk that
+// marks a required column do not matter, nor do "(required)" and
+// "(optional)" at the end; "#" reads as "number". Other remarks in
+// parentheses make another column ("Email (home)" is not the email).
 func fold(h string) string {
 	h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
+	for _, remark := range []string{"(required)", "(optional)", "(mandatory)"} {
+		h = strings.TrimSuffix(h, remark)
+	}
 	h = strings.ReplaceAll(h, "#", "number")
 	return strings.Map(func(r rune) rune {
 		switch r {
-		case ' ', '\t', '_', '-', '.', '\u00a0':
+		case ' ', '\t', '\r', '\n', '_', '-', '.', '*', '\u00a0':
 			return -1
 		}
 		return r
