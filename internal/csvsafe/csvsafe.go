@@ -15,14 +15,37 @@ func Cell(s string) string {
 	if s == "" {
 		return s
 	}
-	switch s[0] {
-	case '=', '+', '-', '@', '\t', '\r':
+	if guarded(s) || (s[0] == '\'' && guarded(s[1:])) {
+		// The second case keeps a value that already starts with the quote
+		// apart from a guarded one, so that Uncell gives it back whole.
 		return "'" + s
 	}
 	return s
 }
 
+func guarded(s string) bool {
+	if s == "" {
+		return false
+	}
+	switch s[0] {
+	case '=', '+', '-', '@', '\t', '\r':
+		return true
+	}
+	return false
+}
+
 // Writer is a csv.Writer that neutralises every cell.
+// Uncell undoes Cell: a file onboard wrote (the failed rows, to be fixed
+// and uploaded again) reads back as the values that went in. A quote is
+// dropped only before a character Cell would have guarded; "'quoted'" and
+// "O'Neil" keep theirs.
+func Uncell(s string) string {
+	if len(s) > 1 && s[0] == '\'' && (guarded(s[1:]) || (s[1] == '\'' && guarded(s[2:]))) {
+		return s[1:]
+	}
+	return s
+}
+
 type Writer struct {
 	w   *csv.Writer
 	buf []string

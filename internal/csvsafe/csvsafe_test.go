@@ -49,3 +49,15 @@ func TestWriterOutputParses(t *testing.T) {
 		t.Fatalf("round trip: %q", got)
 	}
 }
+
+func TestUncellReadsBackWhatCellWrote(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{`=HYPERLINK("x")`, "+1", "-123", "@SUM(A1)", "\t=1", "\r=1", "'quoted'", "O'Neil", "'", "", "145722", "'-1"} {
+		if got := Uncell(Cell(v)); got != v {
+			t.Errorf("Uncell(Cell(%q)) = %q", v, got)
+		}
+	}
+	if got := Uncell("'hello"); got != "'hello" {
+		t.Errorf("a quote before plain text is the value's own: %q", got)
+	}
+}

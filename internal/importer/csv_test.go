@@ -181,6 +181,20 @@ func TestRowNumbersAsASpreadsheetShowsThem(t *testing.T) {
 	}
 }
 
+// TestFailedRowsReadBackAsTheyWentOut: the failed rows onboard sends back
+// to be fixed have formula-like cells quoted against CSV injection; uploaded
+// again, they read as the values that were written.
+func TestFailedRowsReadBackAsTheyWentOut(t *testing.T) {
+	t.Parallel()
+	rows, err := readAll(t, []byte("Account Number,Customer Email,Customer First Name,Customer Last Name\n'-100,jane@example.com,'@jane,'quoted'\n"))
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("%+v %v", rows, err)
+	}
+	if r := rows[0]; r.AccountNumber != "-100" || r.FirstName != "@jane" || r.LastName != "'quoted'" {
+		t.Fatalf("%+v", r)
+	}
+}
+
 func TestALineWithoutEndFailsTheFileNotTheWorker(t *testing.T) {
 	t.Parallel()
 	data := "Account Number,Customer Email\n1," + strings.Repeat("x", MaxLineBytes+10)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/onboard-dev/onboard/internal/csvsafe"
 	"github.com/onboard-dev/onboard/internal/emailaddr"
 )
 
@@ -229,7 +230,9 @@ func (c columns) row(number int, rec []string) Row {
 		if !ok || i >= len(rec) {
 			return ""
 		}
-		return strings.TrimSpace(rec[i])
+		// A file onboard wrote (failed rows sent back to be fixed) has
+		// formula-like cells quoted; they read back as they went out.
+		return strings.TrimSpace(csvsafe.Uncell(rec[i]))
 	}
 	r.AccountNumber, r.Email = get(ColAccountNumber), strings.Trim(get(ColEmail), " \t")
 	r.FirstName, r.LastName = get(ColFirstName), get(ColLastName)
