@@ -195,6 +195,14 @@ func TestFailedRowsReadBackAsTheyWentOut(t *testing.T) {
 	}
 }
 
+func TestValuesPastedFromTheWebAreTrimmed(t *testing.T) {
+	t.Parallel()
+	rows, err := readAll(t, []byte("Account Number,Customer Email\n\u00a0100\u200b,\u200bjane@example.com\u00a0\ufeff\n"))
+	if err != nil || len(rows) != 1 || rows[0].AccountNumber != "100" || rows[0].Email != "jane@example.com" || Validate(rows[0]) != nil {
+		t.Fatalf("%+v %v", rows, err)
+	}
+}
+
 func TestALineWithoutEndFailsTheFileNotTheWorker(t *testing.T) {
 	t.Parallel()
 	data := "Account Number,Customer Email\n1," + strings.Repeat("x", MaxLineBytes+10)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/onboard-dev/onboard/internal/csvsafe"
@@ -222,6 +223,15 @@ func mapHeader(header []string) (columns, error) {
 	return c, nil
 }
 
+// trimBlank drops what surrounds a value without being part of it: spaces,
+// including no-break ones, and the zero-width characters that text copied
+// from web pages and emails carries along.
+func trimBlank(v string) string {
+	return strings.TrimFunc(v, func(r rune) bool {
+		return unicode.IsSpace(r) || r == '\u200b' || r == '\u200c' || r == '\u200d' || r == '\u2060' || r == '\ufeff'
+	})
+}
+
 // row builds a Row from a record.
 func (c columns) row(number int, rec []string) Row {
 	r := Row{Number: number}
@@ -232,9 +242,9 @@ func (c columns) row(number int, rec []string) Row {
 		}
 		// A file onboard wrote (failed rows sent back to be fixed) has
 		// formula-like cells quoted; they read back as they went out.
-		return strings.TrimSpace(csvsafe.Uncell(rec[i]))
+		return trimBlank(csvsafe.Uncell(rec[i]))
 	}
-	r.AccountNumber, r.Email = get(ColAccountNumber), strings.Trim(get(ColEmail), " \t")
+	r.AccountNumber, r.Email = get(ColAccountNumber), get(ColEmail)
 	r.FirstName, r.LastName = get(ColFirstName), get(ColLastName)
 	if len(rec) < c.nHeader {
 		r.Err = &FieldError{Message: fmt.Sprintf("the row has %d fields; the header has %d", len(rec), c.nHeader)}
