@@ -126,7 +126,7 @@ func sepDirective(sample []byte) (rune, int) {
 		return 0, 0
 	}
 	d, size := utf8.DecodeRuneInString(text[4:])
-	if 4+size != len(text) || d == '"' || d == utf8.RuneError || d == '\r' {
+	if 4+size != len(text) || d == '"' || d == utf8.RuneError || d == '\r' || d == 0 {
 		return 0, 0
 	}
 	return d, len(line) + 1
