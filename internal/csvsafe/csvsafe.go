@@ -1,7 +1,8 @@
 // Package csvsafe writes CSV that spreadsheet programs open without running
 // anything: a cell that starts like a formula is prefixed with a quote, as
 // OWASP recommends against CSV injection. Every CSV onboard writes (error
-// logs, email attachments, the pending list) goes through it.
+// logs, email attachments, the pending list) goes through it, and the
+// importer reads uploads through Uncell, so those files can come back.
 package csvsafe
 
 import (
@@ -34,7 +35,6 @@ func guarded(s string) bool {
 	return false
 }
 
-// Writer is a csv.Writer that neutralises every cell.
 // Uncell undoes Cell: a file onboard wrote (the failed rows, to be fixed
 // and uploaded again) reads back as the values that went in. A quote is
 // dropped only before a character Cell would have guarded; "'quoted'" and
@@ -46,6 +46,7 @@ func Uncell(s string) string {
 	return s
 }
 
+// Writer is a csv.Writer that neutralises every cell.
 type Writer struct {
 	w   *csv.Writer
 	buf []string

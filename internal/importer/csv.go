@@ -125,8 +125,9 @@ func sepDirective(sample []byte) (rune, int) {
 	if len(text) < 5 || !strings.EqualFold(text[:4], "sep=") {
 		return 0, 0
 	}
-	d, size := utf8.DecodeRuneInString(text[4:])
-	if 4+size != len(text) || d == '"' || d == utf8.RuneError || d == '\r' || d == 0 {
+	d, _ := utf8.DecodeRuneInString(text[4:])
+	// "sep=;;;": a program that took the line for a row padded it.
+	if strings.Trim(text[4:], string(d)) != "" || d == '"' || d == utf8.RuneError || d == '\r' || d == 0 {
 		return 0, 0
 	}
 	return d, len(line) + 1

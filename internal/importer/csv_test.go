@@ -64,6 +64,7 @@ func TestEncodingsDelimitersAndLineEndings(t *testing.T) {
 		{"semicolon", []byte(strings.ReplaceAll(text, ",", ";"))},
 		{"tab", []byte(strings.ReplaceAll(text, ",", "\t"))},
 		{"sep= line", []byte("sep=;\n" + strings.ReplaceAll(text, ",", ";"))},
+		{"sep= line padded", []byte("sep=;;;\n" + strings.ReplaceAll(text, ",", ";"))},
 		{"sep= line crlf bom", append([]byte{0xEF, 0xBB, 0xBF}, "\"sep=\t\"\r\n"+strings.ReplaceAll(strings.ReplaceAll(text, ",", "\t"), "\n", "\r\n")...)},
 		{"semicolon crlf bom", append([]byte{0xEF, 0xBB, 0xBF}, strings.ReplaceAll(strings.ReplaceAll(text, ",", ";"), "\n", "\r\n")...)},
 	} {
