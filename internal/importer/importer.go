@@ -169,9 +169,10 @@ var aliases = func() map[string]string {
 
 // fold makes headers comparable: case, spaces, line breaks (a header
 // wrapped in its cell), underscores, hyphens, dots and the asterisk that
-// marks a required column do not matter, nor do "(required)" and
-// "(optional)" at the end; "#" reads as "number". Other remarks in
-// parentheses make another column ("Email (home)" is not the email).
+// marks a required column do not matter, nor do "(required)",
+// "(optional)" and "(mandatory)" at the end; "#" reads as "number". Other
+// remarks in parentheses make another column ("Email (home)" is not the
+// email).
 func fold(h string) string {
 	h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
 	for _, remark := range []string{"(required)", "(optional)", "(mandatory)"} {
