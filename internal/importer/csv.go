@@ -24,17 +24,21 @@ const MaxLineBytes = 1 << 20
 
 // CSVReader streams the rows of a CSV file.
 type CSVReader struct {
-	r        *csv.Reader
-	cols     columns
-	lastRow  int // spreadsheet row of the last record
-	lastEnd  int // physical line where the last record ended
+	r       *csv.Reader
+	cols    columns
+	lastRow int // spreadsheet row of the last record
+	lastEnd int // physical line where the last record ended
+	// fallback decodes a field that is not UTF-8 in a file taken for UTF-8
+	// from its first bytes; nil when the encoding is certain.
+	fallback *charmap.Charmap
 	Encoding string
 	Delim    rune
 }
 
 // OpenCSV reads the header of a CSV upload and returns a reader of its rows.
-// Encodings: UTF-8 with or without BOM, UTF-16 with BOM, and Windows-1252
-// for bytes that are not UTF-8 (what Excel writes as "CSV" on Windows).
+// Encodings: UTF-8 with or without BOM, UTF-16 with BOM, and for bytes that
+// are not UTF-8, Windows-1252 (what Excel writes as "CSV" on Windows) or,
+// in a file whose lines end in CR alone, Mac Roman (Excel for Mac's "CSV").
 // Delimiters: comma, semicolon or tab, whichever splits the header most.
 func OpenCSV(src io.Reader) (*CSVReader, error) {
 	br := bufio.NewReaderSize(src, sniffSize)
@@ -47,6 +51,10 @@ func OpenCSV(src io.Reader) (*CSVReader, error) {
 	}
 	var text io.Reader
 	var enc string
+	legacy, legacyName := charmap.Windows1252, "Windows-1252"
+	if macLineEnds(head) {
+		legacy, legacyName = charmap.Macintosh, "Mac Roman"
+	}
 	switch {
 	case bytes.HasPrefix(head, []byte{0xEF, 0xBB, 0xBF}):
 		_, _ = br.Discard(3)
@@ -59,17 +67,9 @@ func OpenCSV(src io.Reader) (*CSVReader, error) {
 	case utf8.Valid(trimPartialRune(head)):
 		text, enc = br, "UTF-8"
 	default:
-		text, enc = transform.NewReader(br, charmap.Windows1252.NewDecoder()), "Windows-1252"
+		text, enc = transform.NewReader(br, legacy.NewDecoder()), legacyName
 	}
-	// Lines ended by CR alone (Excel for Mac's "CSV (Macintosh)") read as
-	// LF: encoding/csv only ends a record at LF.
-	tb0 := bufio.NewReaderSize(text, sniffSize)
-	if decoded, _ := tb0.Peek(sniffSize); bytes.IndexByte(decoded, '\r') >= 0 && bytes.IndexByte(decoded, '\n') < 0 {
-		text = crAsLF{tb0}
-	} else {
-		text = tb0
-	}
-	limited := &lineLimiter{r: text}
+	limited := &lineLimiter{r: &bareCRAsLF{r: bufio.NewReaderSize(text, sniffSize)}}
 	tb := bufio.NewReaderSize(limited, sniffSize)
 	sample, _ := tb.Peek(sniffSize)
 	delim, sepLine := sepDirective(sample)
@@ -110,6 +110,9 @@ func OpenCSV(src io.Reader) (*CSVReader, error) {
 	}
 	line, _ := cr.FieldPos(0)
 	r := &CSVReader{r: cr, cols: cols, lastRow: line, Encoding: enc, Delim: delim}
+	if enc == "UTF-8" {
+		r.fallback = legacy
+	}
 	r.lastEnd = line + newlines(header)
 	return r, nil
 }
@@ -154,7 +157,7 @@ func (r *CSVReader) Next() (Row, error) {
 		if blank(rec) {
 			continue
 		}
-		storable(rec, r.Encoding == "UTF-8")
+		storable(rec, r.fallback)
 		return r.cols.row(r.lastRow, rec), nil
 	}
 }
@@ -164,13 +167,15 @@ func (r *CSVReader) Close() error { return nil }
 
 // storable makes every field text Postgres can store: no bytes that are not
 // UTF-8, no NUL. In a file taken for UTF-8 (guessed from its first 64 KiB),
-// a field that is not UTF-8 is read again as Windows-1252: an Excel CSV whose
-// first accented letter comes later; otherwise (a file with a UTF-8 BOM)
-// such bytes become U+FFFD.
-func storable(rec []string, guessedUTF8 bool) {
+// a field that is not UTF-8 is read again with the fallback: an Excel CSV
+// whose first accented letter comes later; otherwise (a file with a UTF-8
+// BOM) such bytes become U+FFFD.
+func storable(rec []string, fallback *charmap.Charmap) {
 	for i, f := range rec {
 		if !utf8.ValidString(f) {
-			if s, err := charmap.Windows1252.NewDecoder().String(f); guessedUTF8 && err == nil {
+			if fallback == nil {
+				f = strings.ToValidUTF8(f, "\uFFFD")
+			} else if s, err := fallback.NewDecoder().String(f); err == nil {
 				f = s
 			} else {
 				f = strings.ToValidUTF8(f, "\uFFFD")
@@ -239,13 +244,40 @@ func detectDelimiter(sample []byte) rune {
 	return best
 }
 
-// crAsLF turns every CR into LF.
-type crAsLF struct{ r io.Reader }
+// macLineEnds tells a file whose lines end in CR alone (the Macintosh
+// convention Excel for Mac still writes) from one that ends them in CRLF or
+// LF: more lone CRs than either.
+func macLineEnds(head []byte) bool {
+	crlf := bytes.Count(head, []byte("\r\n"))
+	cr := bytes.Count(head, []byte("\r")) - crlf
+	lf := bytes.Count(head, []byte("\n")) - crlf
+	return cr > crlf && cr > lf
+}
 
-func (c crAsLF) Read(p []byte) (int, error) {
+// bareCRAsLF turns a CR that no LF follows into LF: encoding/csv ends a
+// record only at LF, and a file whose rows end in CR alone (Excel for Mac)
+// would otherwise read as one huge header row. That is so even when the file
+// has an LF somewhere too (a line break inside a cell, a last line ended by
+// another program), so every lone CR is converted, not only in files without
+// LF; inside quotes it is a line break in the cell either way.
+type bareCRAsLF struct {
+	r *bufio.Reader
+}
+
+func (c *bareCRAsLF) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	for i, b := range p[:n] {
-		if b == '\r' {
+	for i := range p[:n] {
+		if p[i] != '\r' {
+			continue
+		}
+		if i+1 < n {
+			if p[i+1] != '\n' {
+				p[i] = '\n'
+			}
+			continue
+		}
+		// The CR ends this read: what follows decides.
+		if next, perr := c.r.Peek(1); perr != nil || next[0] != '\n' {
 			p[i] = '\n'
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/charmap"
@@ -47,6 +48,11 @@ func TestEncodingsDelimitersAndLineEndings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	macRoman, err := charmap.Macintosh.NewEncoder().Bytes([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := func(b []byte) []byte { return bytes.ReplaceAll(b, []byte("\n"), []byte("\r")) }
 	for _, tc := range []struct {
 		name string
 		data []byte
@@ -58,7 +64,12 @@ func TestEncodingsDelimitersAndLineEndings(t *testing.T) {
 		{"windows-1252", win1252},
 		{"crlf", []byte(strings.ReplaceAll(text, "\n", "\r\n"))},
 		{"cr (classic Mac)", []byte(strings.ReplaceAll(text, "\n", "\r"))},
-		{"windows-1252 semicolon cr", bytes.ReplaceAll(bytes.ReplaceAll(win1252, []byte(","), []byte(";")), []byte("\n"), []byte("\r"))},
+		// Excel for Mac's "CSV": Mac Roman, rows ended by CR.
+		{"mac roman cr", cr(macRoman)},
+		{"mac roman semicolon cr", cr(bytes.ReplaceAll(macRoman, []byte(","), []byte(";")))},
+		// The last line ended by CRLF (another program appended it): the
+		// other rows still end at their CR.
+		{"cr with a final crlf", []byte(strings.Replace(strings.ReplaceAll(text, "\n", "\r"), "Lee\r", "Lee\r\n", 1))},
 		{"trailing delimiter", []byte(strings.ReplaceAll(text, "\n", ",\n"))},
 		{"trailing delimiter on the header only", []byte(strings.Replace(text, "\n", ",\n", 1))},
 		{"semicolon", []byte(strings.ReplaceAll(text, ",", ";"))},
@@ -82,6 +93,44 @@ func TestEncodingsDelimitersAndLineEndings(t *testing.T) {
 // TestWindows1252AfterTheSniffedBytes: the encoding is guessed from the
 // first 64 KiB; a Windows-1252 letter after them is still read as one, not
 // passed on as bytes that are not text.
+// A file whose rows end in CR alone and whose cells break lines with LF (how
+// Excel for Mac writes a cell with a line break) reads row by row: the one
+// LF must not make the whole file one header row.
+func TestRowsEndedByCRWithLineBreaksInCells(t *testing.T) {
+	t.Parallel()
+	data := []byte("Account Number,Customer Email,Customer First Name,Customer Last Name\r" +
+		"1,a@example.com,\"Ann\nMarie\",Lee\r" +
+		"2,b@example.com,Bob,Day\r")
+	rows, err := readAll(t, data)
+	if err != nil || len(rows) != 2 || rows[0].FirstName != "Ann\nMarie" || rows[1] != (Row{Number: 3, AccountNumber: "2", Email: "b@example.com", FirstName: "Bob", LastName: "Day"}) {
+		t.Fatalf("%+v %v", rows, err)
+	}
+}
+
+// A CRLF whose CR ends one read and whose LF starts the next is still one
+// line end, not a CR row end followed by a blank line (which would move
+// every later row number).
+func TestCRLFSplitAcrossReads(t *testing.T) {
+	t.Parallel()
+	text := "Account Number,Customer Email\r\n1,a@example.com\r\n2,b@example.com\r\n"
+	r, err := OpenCSV(iotest.OneByteReader(strings.NewReader(text)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for want := 2; ; want++ {
+		row, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			if want != 4 {
+				t.Fatalf("%d rows, want 2", want-2)
+			}
+			return
+		}
+		if err != nil || row.Number != want {
+			t.Fatalf("row %+v, want number %d: %v", row, want, err)
+		}
+	}
+}
+
 func TestWindows1252AfterTheSniffedBytes(t *testing.T) {
 	t.Parallel()
 	var b bytes.Buffer
