@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -57,10 +55,11 @@ const (
 
 // XLSXReader streams the rows of one sheet with excelize's Rows iterator.
 type XLSXReader struct {
-	f    *excelize.File
-	rows *excelize.Rows
-	cols columns
-	n    int
+	f     *excelize.File
+	sheet string
+	rows  *excelize.Rows
+	cols  columns
+	n     int
 }
 
 // OpenXLSX reads a workbook upload. excelize needs random access, so the
@@ -86,7 +85,7 @@ func OpenXLSX(src io.Reader, o XLSXOptions) (*XLSXReader, error) {
 		return nil, fmt.Errorf("spool workbook: %w", err)
 	}
 	f, err := excelize.OpenFile(tmp.Name(), excelize.Options{
-		RawCellValue: true, UnzipSizeLimit: o.UnzipSizeLimit, UnzipXMLSizeLimit: o.UnzipXMLSizeLimit, TmpDir: o.TempDir,
+		UnzipSizeLimit: o.UnzipSizeLimit, UnzipXMLSizeLimit: o.UnzipXMLSizeLimit, TmpDir: o.TempDir,
 	})
 	if err != nil {
 		if strings.Contains(err.Error(), "unzip size exceeds") {
@@ -97,34 +96,143 @@ func OpenXLSX(src io.Reader, o XLSXOptions) (*XLSXReader, error) {
 		}
 		return nil, fileError("the workbook cannot be read (%v); save it again as .xlsx or .csv", err)
 	}
+	if err := showOnlyZeroPadding(f); err != nil {
+		f.Close()
+		return nil, fileError("the workbook's styles cannot be read (%v); save it again as .xlsx or .csv", err)
+	}
 	r := &XLSXReader{f: f}
-	sheet := o.Sheet
-	if sheet == "" {
-		if list := f.GetSheetList(); len(list) > 0 {
-			sheet = list[0]
-		}
+	var header []string
+	if o.Sheet != "" {
+		header, err = r.openSheet(o.Sheet)
+	} else {
+		header, err = r.openFirstSheet()
 	}
-	if idx, err := f.GetSheetIndex(sheet); err != nil || idx < 0 {
-		f.Close()
-		return nil, fileError("the workbook has no sheet named %q (it has: %s)", sheet, strings.Join(f.GetSheetList(), ", "))
-	}
-	if r.rows, err = f.Rows(sheet); err != nil {
-		f.Close()
-		return nil, fileError("cannot read sheet %q: %v", sheet, err)
-	}
-	header, err := r.nextRecord()
 	if err != nil {
 		r.Close()
-		if errors.Is(err, io.EOF) {
-			return nil, fileError("the file is empty")
-		}
 		return nil, err
 	}
 	if r.cols, err = mapHeader(header); err != nil {
 		r.Close()
+		if others := r.otherSheets(); len(others) > 0 {
+			return nil, fmt.Errorf("%w (read sheet %q; the workbook also has %s: name the sheet to read with the sheet field)", err, r.sheet, strings.Join(others, ", "))
+		}
 		return nil, err
 	}
 	return r, nil
+}
+
+// openSheet starts reading the named sheet and returns its header row.
+func (r *XLSXReader) openSheet(name string) ([]string, error) {
+	idx, err := r.f.GetSheetIndex(name)
+	if err != nil || idx < 0 {
+		return nil, fileError("the workbook has no sheet named %q (it has: %s)", name, strings.Join(r.f.GetSheetList(), ", "))
+	}
+	if err := r.startRows(r.f.GetSheetName(idx)); err != nil {
+		return nil, err
+	}
+	header, err := r.nextRecord()
+	if errors.Is(err, io.EOF) {
+		return nil, fileError("sheet %q is empty", r.sheet)
+	}
+	return header, err
+}
+
+// openFirstSheet starts reading the first sheet the user can see that holds
+// anything, and returns its header row. Hidden sheets are where workbooks keep
+// lists for drop-downs and lookups; an empty "Sheet1" left before the data is
+// as common.
+func (r *XLSXReader) openFirstSheet() ([]string, error) {
+	for _, name := range r.f.GetSheetList() {
+		if visible, err := r.f.GetSheetVisible(name); err != nil || !visible {
+			continue
+		}
+		if err := r.startRows(name); err != nil {
+			return nil, err
+		}
+		header, err := r.nextRecord()
+		if errors.Is(err, io.EOF) {
+			continue
+		}
+		return header, err
+	}
+	return nil, fileError("the file is empty")
+}
+
+func (r *XLSXReader) startRows(sheet string) error {
+	if r.rows != nil {
+		if err := r.rows.Close(); err != nil {
+			return fmt.Errorf("close sheet %q: %w", r.sheet, err)
+		}
+	}
+	r.sheet, r.n = sheet, 0
+	var err error
+	if r.rows, err = r.f.Rows(sheet); err != nil {
+		r.rows = nil
+		return fileError("cannot read sheet %q: %v", sheet, err)
+	}
+	return nil
+}
+
+// otherSheets lists the workbook's sheets but the one read, quoted.
+func (r *XLSXReader) otherSheets() []string {
+	var others []string
+	for _, name := range r.f.GetSheetList() {
+		if name != r.sheet {
+			others = append(others, strconv.Quote(name))
+		}
+	}
+	return others
+}
+
+// showOnlyZeroPadding makes excelize give every cell its stored value, except
+// that a number whose format pads it with zeros reads as shown: account
+// numbers are often numbers formatted "000000" so that 123 shows as 000123,
+// and 000123 is the account. Other formats would change the value ("#,##0"
+// gives 145,722, a styled General cell 1.45722E+05, a date format a date),
+// so they are switched off here: excelize's own formatting is applied only
+// to the styles left with a format it knows.
+//
+// Numbers then read as Excel shows them in a General cell (145722, not the
+// 145722.0 or 1.45722E+05 that programs store), as excelize formats numbers
+// of unstyled cells; text cells keep what was typed ("4711.10", "00123").
+func showOnlyZeroPadding(f *excelize.File) error {
+	// GetStyle loads the style sheet, which excelize then keeps in f.Styles:
+	// the one place a cell format can be changed without writing the file.
+	if _, err := f.GetStyle(0); err != nil && f.Styles == nil {
+		return err
+	}
+	if f.Styles == nil || f.Styles.CellXfs == nil {
+		return nil
+	}
+	padding := map[int]bool{}
+	if f.Styles.NumFmts != nil {
+		for _, nf := range f.Styles.NumFmts.NumFmt {
+			if nf != nil && zeroPadding(nf.FormatCode) {
+				padding[nf.NumFmtID] = true
+			}
+		}
+	}
+	for i := range f.Styles.CellXfs.Xf {
+		xf := &f.Styles.CellXfs.Xf[i]
+		if xf.NumFmtID != nil && padding[*xf.NumFmtID] {
+			continue
+		}
+		// An id that is neither built in nor defined: excelize returns
+		// the cell's value as it does for an unstyled cell.
+		noFormat := noNumFmt
+		xf.NumFmtID = &noFormat
+	}
+	return nil
+}
+
+// noNumFmt is a number format id no workbook defines (ids are not negative).
+const noNumFmt = -1
+
+// zeroPadding tells a number format that only pads an integer with zeros,
+// "000000", from every other: the first section is zeros and nothing else.
+func zeroPadding(code string) bool {
+	section, _, _ := strings.Cut(code, ";")
+	return section != "" && strings.Trim(section, "0") == ""
 }
 
 // nextRecord returns the next non-blank row's cells (leading blank rows
@@ -132,15 +240,12 @@ func OpenXLSX(src io.Reader, o XLSXOptions) (*XLSXReader, error) {
 func (r *XLSXReader) nextRecord() ([]string, error) {
 	for r.rows.Next() {
 		r.n++
-		rec, err := r.rows.Columns(excelize.Options{RawCellValue: true})
+		rec, err := r.rows.Columns()
 		if err != nil {
 			return nil, fileError("row %d: %v", r.n, err)
 		}
 		if blank(rec) {
 			continue
-		}
-		for i, v := range rec {
-			rec[i] = plainNumber(v)
 		}
 		return rec, nil
 	}
@@ -157,10 +262,12 @@ func (r *XLSXReader) Next() (Row, error) {
 		return Row{}, err
 	}
 	// A worksheet has no ragged rows: the empty cells at the end of a row
-	// are simply not stored.
+	// are simply not stored, and a cell right of the header's last column
+	// (a note beside the row) is under no column, so it is ignored.
 	for len(rec) < r.cols.nHeader {
 		rec = append(rec, "")
 	}
+	rec = rec[:r.cols.nHeader]
 	return r.cols.row(r.n, rec), nil
 }
 
@@ -171,48 +278,6 @@ func (r *XLSXReader) Close() error {
 		err = r.rows.Close()
 	}
 	return errors.Join(err, r.f.Close())
-}
-
-// plainNumber writes a number as Excel shows it in a General cell:
-// 145722, not the 145722.0, 1.45722E+05 or 145722.00000000001 that programs
-// store. excelize's streaming reader does not say whether a cell holds a
-// number or text, so only the forms programs store numbers in are rewritten:
-// a fraction of a single zero, an exponent with a decimal mantissa or a sign,
-// or more significant digits than Excel keeps (15). Text that merely looks
-// numeric keeps what was typed: "4711.10", "0012.5" and "12E4" are account
-// numbers, not quantities.
-func plainNumber(v string) string {
-	if v == "" || !strings.ContainsAny(v, ".eE") || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) {
-		return v // the common cases, text and integers, without the regexp
-	}
-	m := numberForm.FindStringSubmatch(v)
-	if m == nil {
-		return v
-	}
-	intPart, frac, exp := m[1], m[2], m[3]
-	if len(intPart) > 1 && intPart[0] == '0' {
-		return v // leading zeros: typed text
-	}
-	switch {
-	case exp != "":
-		if frac == "" && !strings.ContainsAny(exp, "+-") {
-			return v
-		}
-	case frac == ".0":
-	case len(strings.TrimLeft(intPart+frac[min(1, len(frac)):], "0")) > 15:
-	default:
-		return v
-	}
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
-		return v
-	}
-	// Excel keeps 15 significant digits; the rest is binary noise.
-	f, _ = strconv.ParseFloat(strconv.FormatFloat(f, 'g', 15, 64), 64)
-	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
-		return strconv.FormatInt(int64(f), 10)
-	}
-	return strconv.FormatFloat(f, 'f', -1, 64)
 }
 
 // isOpenDocument tells an OpenDocument file (also a zip) by the mimetype
@@ -238,6 +303,3 @@ func isOpenDocument(path string) bool {
 	}
 	return false
 }
-
-// numberForm is a stored number: integer part, fraction, exponent.
-var numberForm = regexp.MustCompile(`^-?([0-9]+)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)

@@ -71,6 +71,30 @@ func TestSpreadsheetMadeWorkbook(t *testing.T) {
 				_ = f.SetCellStr("Sheet1", "B"+row, v.text)
 			}
 		}
+		// Account numbers kept as numbers formatted to show leading zeros
+		// read as shown; other formats do not change the value: thousands
+		// separators, decimals, and a styled (bold) General cell, which
+		// excelize would otherwise write as 1.23456789E+13.
+		for i, c := range []struct {
+			v    any
+			code string
+			font bool
+		}{{123, "000000", false}, {4711, "00000000", false}, {145722, "#,##0", false}, {145723, "0.00", false}, {12345678901234, "", true}, {"00042", "000000", false}} {
+			row := strconv.Itoa(15 + i)
+			_ = f.SetCellStr("Sheet1", "A"+row, "f"+row+"@example.com")
+			_ = f.SetCellValue("Sheet1", "B"+row, c.v)
+			st := &excelize.Style{}
+			if c.code != "" {
+				st.CustomNumFmt = &c.code
+			}
+			if c.font {
+				st.Font = &excelize.Font{Bold: true}
+			}
+			id, _ := f.NewStyle(st)
+			_ = f.SetCellStyle("Sheet1", "B"+row, "B"+row, id)
+		}
+		// A note right of the header's last column is under no column.
+		_ = f.SetCellStr("Sheet1", "F15", "called on 3 May")
 	})
 	if fm, err := Detect(data); err != nil || fm != FormatXLSX {
 		t.Fatalf("detect: %v %v", fm, err)
@@ -94,6 +118,12 @@ func TestSpreadsheetMadeWorkbook(t *testing.T) {
 		{Number: 12, AccountNumber: "0012.5", Email: "n12@example.com"},
 		{Number: 13, AccountNumber: "12E4", Email: "n13@example.com"},
 		{Number: 14, AccountNumber: "100.2", Email: "n14@example.com"},
+		{Number: 15, AccountNumber: "000123", Email: "f15@example.com"},
+		{Number: 16, AccountNumber: "00004711", Email: "f16@example.com"},
+		{Number: 17, AccountNumber: "145722", Email: "f17@example.com"},
+		{Number: 18, AccountNumber: "145723", Email: "f18@example.com"},
+		{Number: 19, AccountNumber: "12345678901234", Email: "f19@example.com"},
+		{Number: 20, AccountNumber: "00042", Email: "f20@example.com"},
 	}
 	if len(rows) != len(want) {
 		t.Fatalf("%d rows: %+v", len(rows), rows)
@@ -140,9 +170,42 @@ func TestNamedSheet(t *testing.T) {
 	if _, err := readXLSX(t, data, XLSXOptions{Sheet: "Nope"}); !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), `no sheet named "Nope"`) {
 		t.Fatalf("missing sheet: %v", err)
 	}
-	// The first sheet has no header: a clear file error.
-	if _, err := readXLSX(t, data, XLSXOptions{}); !errors.Is(err, ErrFile) {
-		t.Fatalf("empty first sheet: %v", err)
+	// With no sheet named, the empty "Sheet1" before the data is passed over.
+	if rows, err := readXLSX(t, data, XLSXOptions{}); err != nil || len(rows) != 1 || rows[0].Email != "a@example.com" {
+		t.Fatalf("empty first sheet: %+v %v", rows, err)
+	}
+	if _, err := readXLSX(t, data, XLSXOptions{Sheet: "Sheet1"}); !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), `sheet "Sheet1" is empty`) {
+		t.Fatalf("empty named sheet: %v", err)
+	}
+}
+
+// Hidden sheets (drop-down lists, lookups) are not the one a user means:
+// without a sheet named, the first visible sheet with anything in it is read.
+// When that one has no header, the message names it and the others.
+func TestFirstVisibleSheet(t *testing.T) {
+	t.Parallel()
+	data := workbook(t, func(f *excelize.File) {
+		_ = f.SetSheetRow("Sheet1", "A1", &[]any{"Countries"})
+		_ = f.SetSheetRow("Sheet1", "A2", &[]any{"DE"})
+		_, _ = f.NewSheet("Customers")
+		_ = f.SetSheetRow("Customers", "A1", &[]any{"Account Number", "Customer Email"})
+		_ = f.SetSheetRow("Customers", "A2", &[]any{"1", "a@example.com"})
+		idx, _ := f.GetSheetIndex("Customers")
+		f.SetActiveSheet(idx) // the active sheet cannot be hidden
+		if err := f.SetSheetVisible("Sheet1", false); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if rows, err := readXLSX(t, data, XLSXOptions{}); err != nil || len(rows) != 1 || rows[0].Email != "a@example.com" {
+		t.Fatalf("hidden first sheet: %+v %v", rows, err)
+	}
+	data = workbook(t, func(f *excelize.File) {
+		_ = f.SetSheetRow("Sheet1", "A1", &[]any{"Countries"})
+		_, _ = f.NewSheet("Customers")
+	})
+	_, err := readXLSX(t, data, XLSXOptions{})
+	if !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), `missing required column`) || !strings.Contains(err.Error(), `read sheet "Sheet1"; the workbook also has "Customers"`) {
+		t.Fatalf("no header: %v", err)
 	}
 }
 
