@@ -204,6 +204,11 @@ func (d *Deps) countImportRows(ctx context.Context, im *store.Import) (int, erro
 	n := 0
 	for {
 		if _, err := r.Next(); err != nil {
+			if errors.Is(err, io.EOF) && n == 0 {
+				// Most likely the template sent back unfilled, or rows on
+				// another sheet: say so rather than report "0 invited".
+				return 0, fmt.Errorf("%w: the file has no rows below the header", importer.ErrFile)
+			}
 			if errors.Is(err, io.EOF) {
 				return n, nil
 			}

@@ -402,6 +402,7 @@ func TestImportOfABrokenFileFailsWithAMessage(t *testing.T) {
 		want    string
 	}{
 		"missing column": {[]byte("Account Number,Name\n1,Ann\n"), `missing required column "Customer Email"`},
+		"header only":    {[]byte("Account Number,Customer Email\r\n\r\n"), "the file has no rows below the header"},
 		"not a file":     {[]byte("PK\x03\x04 not really a zip"), "the workbook cannot be read"},
 		"legacy xls":     {[]byte{0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1}, "legacy .xls"},
 		"zip bomb":       {workbook(t, big), "larger than 1 MiB when decompressed"},
