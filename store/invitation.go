@@ -210,14 +210,23 @@ func VendorInvitations(ctx context.Context, db bun.IDB, tenantID uuid.UUID, cust
 type InvitationFilter struct {
 	State  string
 	Live   bool      // leave out revoked invitations
-	Emails []string  // normalised emails
+	// Emails, when not nil, keeps the invitations of these normalised
+	// emails only: an empty list matches none.
+	Emails []string
 	After  uuid.UUID // keyset cursor
 	Limit  int
+	// Lock takes the rows FOR UPDATE (Postgres), so that a check made on
+	// them holds until the transaction ends: two requests resending one
+	// invitation run one after the other.
+	Lock bool
 }
 
 // ListInvitations returns one page of the tenant's invitations in id order.
 func ListInvitations(ctx context.Context, db bun.IDB, tenantID uuid.UUID, f InvitationFilter) ([]*Invitation, error) {
 	var invs []*Invitation
+	if f.Emails != nil && len(f.Emails) == 0 {
+		return invs, nil
+	}
 	q := db.NewSelect().Model(&invs).Where("tenant_id = ?", tenantID)
 	if f.State != "" {
 		q = q.Where("state = ?", f.State)
@@ -233,6 +242,11 @@ func ListInvitations(ctx context.Context, db bun.IDB, tenantID uuid.UUID, f Invi
 	}
 	if f.Limit <= 0 {
 		f.Limit = 100
+	}
+	if f.Lock && DialectOfDB(db) == Postgres {
+		// In id order, so concurrent lockers cannot deadlock. SQLite has
+		// one writer at a time already.
+		q = q.For("UPDATE")
 	}
 	if err := q.Order("id").Limit(int64(f.Limit)).Scan(ctx); err != nil {
 		return nil, fmt.Errorf("list invitations: %w", err)
@@ -251,7 +265,7 @@ func RevokeInvitation(ctx context.Context, db bun.IDB, tenantID, id uuid.UUID, n
 	case InvitationRevoked:
 		return inv, nil
 	case InvitationAccepted:
-		return nil, fmt.Errorf("revoke invitation %s: it was accepted: %w", id, ErrInvalidState)
+		return nil, fmt.Errorf("%w: the invitation was accepted; remove the portal user instead", ErrInvalidState)
 	}
 	_, err = db.NewUpdate().Model(inv).
 		Set("state = ?", InvitationRevoked).

@@ -5,12 +5,14 @@ import (
 	"crypto/ecdsa"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -464,6 +466,59 @@ func TestResendChosenEmails(t *testing.T) {
 	}
 	if r := e.call(key, "POST", "/v1/invitations/resend", `{}`); r.code != 422 {
 		t.Fatalf("empty resend: %d", r.code)
+	}
+}
+
+// A resend whose every address is refused resends nothing (an empty list of
+// addresses once matched every invitation of the tenant), and twenty
+// requests at once for one invitation queue one email.
+func TestResendOfRefusedOrConcurrentRequests(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.NewPostgres(t), false)
+	key := e.tenant("a")
+	for i := range 5 {
+		e.create(key, customer(strconv.Itoa(i), fmt.Sprintf("p%d@example.com", i), true))
+	}
+	ctx := context.Background()
+	if _, err := e.db.NewUpdate().Model((*store.Delivery)(nil)).Set("state = 'sent'").Where("1 = 1").Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	queued := func() int {
+		n, err := e.db.NewSelect().Model((*store.Delivery)(nil)).Where("state = 'queued'").Count(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(n)
+	}
+	r := e.call(key, "POST", "/v1/invitations/resend", `{"emails":["not-an-email",""]}`)
+	if r.code != 202 || len(r.body["resent"].([]any)) != 0 || queued() != 0 {
+		t.Fatalf("refused addresses: %d %s, %d queued", r.code, r.raw, queued())
+	}
+	if !strings.Contains(r.raw, "Customer Email field must not be empty") || !strings.Contains(r.raw, "Customer Email must be valid") {
+		t.Fatalf("reasons: %s", r.raw)
+	}
+	var wg sync.WaitGroup
+	resent := make(chan int, 20)
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := e.call(key, "POST", "/v1/invitations/resend", `{"emails":["p0@example.com"]}`)
+			if r.code != 202 {
+				t.Errorf("resend: %d %s", r.code, r.raw)
+				return
+			}
+			resent <- len(r.body["resent"].([]any))
+		}()
+	}
+	wg.Wait()
+	close(resent)
+	total := 0
+	for n := range resent {
+		total += n
+	}
+	if total != 1 || queued() != 1 {
+		t.Fatalf("20 concurrent resends: %d accepted, %d queued; want 1", total, queued())
 	}
 }
 

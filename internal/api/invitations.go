@@ -223,6 +223,10 @@ func (s *Server) resendInvitations(w http.ResponseWriter, r *http.Request) error
 	var norms []string
 	var skipped []notResent
 	for _, e := range req.Emails {
+		if strings.TrimSpace(e) == "" {
+			skipped = append(skipped, notResent{e, msgEmailEmpty})
+			continue
+		}
 		if emailaddr.Validate(e) != nil {
 			skipped = append(skipped, notResent{e, msgEmailInvalid})
 			continue
@@ -236,7 +240,12 @@ func (s *Server) resendInvitations(w http.ResponseWriter, r *http.Request) error
 	var resent []string
 	var queued []jobs.Job
 	err := s.DB.RunInTx(r.Context(), nil, func(ctx context.Context, tx bun.Tx) error {
-		invs, err := store.ListInvitations(ctx, tx, tenant.ID, store.InvitationFilter{Emails: norms, Live: true, Limit: len(norms)})
+		if len(norms) == 0 {
+			return nil // every address was refused above
+		}
+		// Locked: the checks below (an email already queued, the daily
+		// cap) hold until this request has queued its emails.
+		invs, err := store.ListInvitations(ctx, tx, tenant.ID, store.InvitationFilter{Emails: norms, Live: true, Limit: len(norms), Lock: true})
 		if err != nil {
 			return err
 		}
