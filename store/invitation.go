@@ -186,6 +186,21 @@ func VendorInvitation(ctx context.Context, db bun.IDB, tenantID, customerID uuid
 	return inv, nil
 }
 
+// LastVendorInvitation loads the newest invitation of a customer's initial
+// contact, revoked ones included: the contact to invite again once every
+// invitation was revoked.
+func LastVendorInvitation(ctx context.Context, db bun.IDB, tenantID, customerID uuid.UUID) (*Invitation, error) {
+	inv := new(Invitation)
+	err := db.NewSelect().Model(inv).
+		Where("tenant_id = ? AND customer_id = ? AND kind = ?", tenantID, customerID, KindVendor).
+		Order("created_at DESC", "id DESC").Limit(1).
+		Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("last vendor invitation of customer %s: %w", customerID, notFound(err))
+	}
+	return inv, nil
+}
+
 // VendorInvitations loads the live vendor invitations of several customers,
 // keyed by customer id.
 func VendorInvitations(ctx context.Context, db bun.IDB, tenantID uuid.UUID, customerIDs []uuid.UUID) (map[uuid.UUID]*Invitation, error) {

@@ -359,6 +359,38 @@ func TestRevokeFreesEmailAndCancelsEmail(t *testing.T) {
 	}
 }
 
+// A customer whose invitation was revoked is invited again through the API:
+// the same contact, a new invitation and link. Once the email was taken by
+// another customer, the answer says so.
+func TestRevokedCustomerIsInvitedAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.NewPostgres(t), false)
+	key := e.tenant("a")
+	r := e.create(key, customer("100", "jane@example.com", true))
+	cust, first := id(r, "customer"), id(r, "invitation")
+	if rv := e.call(key, "POST", "/v1/invitations/"+first+"/revoke", ""); rv.code != 200 {
+		t.Fatalf("revoke: %d %s", rv.code, rv.raw)
+	}
+	again := e.call(key, "POST", "/v1/customers/"+cust+"/invitations", "")
+	inv, _ := again.body["invitation"].(map[string]any)
+	if again.code != 202 || inv["id"] == first || inv["status"] != "pending" || inv["email"] != "jane@example.com" {
+		t.Fatalf("invite again: %d %s", again.code, again.raw)
+	}
+	if r := e.call(key, "POST", "/v1/customers/"+cust+"/invitations", ""); r.code != 409 {
+		t.Fatalf("invite twice: %d %s", r.code, r.raw)
+	}
+	// Revoked again, and the email taken by another customer meanwhile.
+	if rv := e.call(key, "POST", "/v1/invitations/"+inv["id"].(string)+"/revoke", ""); rv.code != 200 {
+		t.Fatalf("revoke: %d %s", rv.code, rv.raw)
+	}
+	if r := e.create(key, customer("200", "jane@example.com", false)); r.code != 201 {
+		t.Fatalf("other customer: %d %s", r.code, r.raw)
+	}
+	if r := e.call(key, "POST", "/v1/customers/"+cust+"/invitations", ""); r.code != 409 || r.errField("message") != "Provided email address is already in use" {
+		t.Fatalf("email taken: %d %s", r.code, r.raw)
+	}
+}
+
 func TestListFiltersAndPages(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, storetest.NewPostgres(t), false)

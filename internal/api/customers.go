@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -255,7 +256,15 @@ func (s *Server) inviteCustomer(w http.ResponseWriter, r *http.Request) error {
 		if !c.Invitable() {
 			return notInvitable(c)
 		}
-		if inv, err = store.VendorInvitation(ctx, tx, tenant.ID, c.ID); err != nil {
+		inv, err = store.VendorInvitation(ctx, tx, tenant.ID, c.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			// Every invitation of the customer was revoked: the same
+			// contact (its email is its login, never edited) is invited
+			// with a new invitation and link.
+			inv, queued, err = s.reinvite(ctx, tx, tenant.ID, c.ID, now)
+			return err
+		}
+		if err != nil {
 			return err
 		}
 		// The conditional update makes two concurrent calls queue one email.
@@ -278,6 +287,35 @@ func (s *Server) inviteCustomer(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.Dispatcher.Dispatch(r.Context(), queued...)
 	return writeJSON(w, http.StatusAccepted, map[string]any{"invitation": viewInvitation(inv)})
+}
+
+// reinvite invites a customer's contact again after its invitations were
+// revoked, unless the email has since been taken by another invitation of the
+// tenant.
+func (s *Server) reinvite(ctx context.Context, tx bun.Tx, tenantID, customerID uuid.UUID, now time.Time) (*store.Invitation, []jobs.Job, error) {
+	last, err := store.LastVendorInvitation(ctx, tx, tenantID, customerID)
+	if err != nil {
+		return nil, nil, err
+	}
+	inv := &store.Invitation{
+		TenantID: tenantID, CustomerID: customerID, Kind: store.KindVendor, Email: last.Email, EmailNormalized: last.EmailNormalized,
+		FirstName: last.FirstName, LastName: last.LastName, Phone: last.Phone, Role: store.RoleAdmin,
+		State: store.InvitationPending, CreatedAt: now, UpdatedAt: now,
+	}
+	inUse, err := store.EmailInUse(ctx, tx, tenantID, inv.EmailNormalized)
+	if err != nil {
+		return nil, nil, err
+	}
+	if inUse {
+		return nil, nil, store.ErrEmailInUse
+	}
+	// A concurrent call inserting the same invitation fails on the unique
+	// keys (ErrEmailInUse or ErrAlreadyInvited): one email goes out.
+	if err := store.InsertInvitation(ctx, tx, inv); err != nil {
+		return nil, nil, err
+	}
+	queued, err := invite.QueueEmails(ctx, tx, tenantID, []*store.Invitation{inv}, now)
+	return inv, queued, err
 }
 
 // verifyCustomer queues a check of the customer's account numbers against
