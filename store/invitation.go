@@ -87,6 +87,17 @@ type User struct {
 	CreatedAt       time.Time `bun:"created_at"`
 }
 
+// StateAt is the invitation's state at now: a pending invitation past its
+// expiry is expired, though the expiry sweep (EXPIRY_SCHEDULE) records that
+// only when it runs; one with an email queued is not (sending the email sets
+// a new expiry), as the sweep leaves it too.
+func (i *Invitation) StateAt(now time.Time) string {
+	if i.State == InvitationPending && !i.ExpiresAt.IsZero() && !i.ExpiresAt.After(now) && i.DeliveryStatus != DeliveryQueued {
+		return InvitationExpired
+	}
+	return i.State
+}
+
 // InsertInvitation stores a new invitation. A tenant's email can be held by
 // one invitation that is not revoked (ErrEmailInUse) and a customer has one
 // vendor invitation (ErrAlreadyInvited).
@@ -223,7 +234,10 @@ func VendorInvitations(ctx context.Context, db bun.IDB, tenantID uuid.UUID, cust
 
 // InvitationFilter narrows ListInvitations.
 type InvitationFilter struct {
+	// State keeps one state; with Now set, a pending invitation past its
+	// expiry counts as expired (see StateAt).
 	State  string
+	Now    time.Time
 	Live   bool      // leave out revoked invitations
 	// Emails, when not nil, keeps the invitations of these normalised
 	// emails only: an empty list matches none.
@@ -243,7 +257,12 @@ func ListInvitations(ctx context.Context, db bun.IDB, tenantID uuid.UUID, f Invi
 		return invs, nil
 	}
 	q := db.NewSelect().Model(&invs).Where("tenant_id = ?", tenantID)
-	if f.State != "" {
+	switch {
+	case f.State == InvitationPending && !f.Now.IsZero():
+		q = q.Where("state = ? AND (expires_at IS NULL OR expires_at > ? OR delivery_status = ?)", f.State, f.Now.UTC(), DeliveryQueued)
+	case f.State == InvitationExpired && !f.Now.IsZero():
+		q = q.Where("(state = ? OR (state = ? AND expires_at <= ? AND delivery_status <> ?))", f.State, InvitationPending, f.Now.UTC(), DeliveryQueued)
+	case f.State != "":
 		q = q.Where("state = ?", f.State)
 	}
 	if f.Live {

@@ -391,6 +391,45 @@ func TestRevokedCustomerIsInvitedAgain(t *testing.T) {
 	}
 }
 
+// An invitation past its expiry reads as expired at once, not only after the
+// nightly expiry sweep: in its view, in the status filters, and for sending
+// it again.
+func TestInvitationPastItsExpiryIsExpired(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.NewPostgres(t), false)
+	key := e.tenant("a")
+	_, inv, _ := e.sentInvitation(key, "1", "late@example.com")
+	if _, err := e.db.NewUpdate().Model((*store.Invitation)(nil)).Set("expires_at = ?", e.now.Add(time.Hour)).
+		Where("id = ?", uuid.MustParse(inv)).Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	status := func(filter string) int {
+		r := e.call(key, "GET", "/v1/invitations?status="+filter, "")
+		return len(r.body["data"].([]any))
+	}
+	if status("pending") != 1 || status("expired") != 0 {
+		t.Fatalf("before the expiry: pending %d, expired %d", status("pending"), status("expired"))
+	}
+	e.now = e.now.Add(2 * time.Hour) // the sweep has not run
+	r := e.call(key, "GET", "/v1/invitations", "")
+	if got := r.body["data"].([]any)[0].(map[string]any)["status"]; got != "expired" {
+		t.Fatalf("status %v", got)
+	}
+	if status("pending") != 0 || status("expired") != 1 {
+		t.Fatalf("after the expiry: pending %d, expired %d", status("pending"), status("expired"))
+	}
+	var c struct {
+		CustomerID uuid.UUID `bun:"customer_id"`
+	}
+	if err := e.db.NewSelect().Table("invitations").Column("customer_id").Where("id = ?", uuid.MustParse(inv)).Scan(context.Background(), &c); err != nil {
+		t.Fatal(err)
+	}
+	again := e.call(key, "POST", "/v1/customers/"+c.CustomerID.String()+"/invitations", "")
+	if again.code != 202 || again.body["invitation"].(map[string]any)["status"] != "pending" {
+		t.Fatalf("send again: %d %s", again.code, again.raw)
+	}
+}
+
 func TestListFiltersAndPages(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, storetest.NewPostgres(t), false)

@@ -158,7 +158,7 @@ func (s *Server) createCustomer(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.Dispatcher.Dispatch(r.Context(), queued...)
 	s.Metrics.InvitationEvent(tenant.ID, metrics.InvitationCreated)
-	return writeJSON(w, http.StatusCreated, map[string]any{"customer": viewCustomer(c, nil), "invitation": viewInvitation(inv)})
+	return writeJSON(w, http.StatusCreated, map[string]any{"customer": viewCustomer(c, nil, now), "invitation": viewInvitation(inv, now)})
 }
 
 func (s *Server) getCustomer(w http.ResponseWriter, r *http.Request) error {
@@ -175,7 +175,7 @@ func (s *Server) getCustomer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, viewCustomer(c, invs[c.ID]))
+	return writeJSON(w, http.StatusOK, viewCustomer(c, invs[c.ID], s.now()))
 }
 
 func parseDate(field, v string) (time.Time, error) {
@@ -229,7 +229,7 @@ func (s *Server) listCustomers(w http.ResponseWriter, r *http.Request) error {
 		NextCursor *string        `json:"next_cursor"`
 	}{Data: make([]customerView, len(cs))}
 	for i, c := range cs {
-		out.Data[i] = viewCustomer(c, invs[c.ID])
+		out.Data[i] = viewCustomer(c, invs[c.ID], s.now())
 	}
 	if len(cs) == f.Limit {
 		out.NextCursor = encodeCursor(cs[len(cs)-1].ID)
@@ -270,13 +270,14 @@ func (s *Server) inviteCustomer(w http.ResponseWriter, r *http.Request) error {
 		// The conditional update makes two concurrent calls queue one email.
 		res, err := tx.NewUpdate().Model(inv).
 			Set("state = ?", store.InvitationPending).Set("updated_at = ?", now).
-			Where("id = ? AND state IN (?)", inv.ID, bun.In([]string{store.InvitationSaved, store.InvitationExpired})).
+			Where("id = ? AND (state IN (?) OR (state = ? AND expires_at <= ? AND delivery_status <> ?))", inv.ID,
+				bun.In([]string{store.InvitationSaved, store.InvitationExpired}), store.InvitationPending, now.UTC(), store.DeliveryQueued).
 			Exec(ctx)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("%w (the invitation is %s)", store.ErrAlreadyInvited, inv.State)
+			return fmt.Errorf("%w (the invitation is %s)", store.ErrAlreadyInvited, inv.StateAt(now))
 		}
 		inv.State = store.InvitationPending
 		queued, err = invite.QueueEmails(ctx, tx, tenant.ID, []*store.Invitation{inv}, now)
@@ -286,7 +287,7 @@ func (s *Server) inviteCustomer(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.Dispatcher.Dispatch(r.Context(), queued...)
-	return writeJSON(w, http.StatusAccepted, map[string]any{"invitation": viewInvitation(inv)})
+	return writeJSON(w, http.StatusAccepted, map[string]any{"invitation": viewInvitation(inv, now)})
 }
 
 // reinvite invites a customer's contact again after its invitations were

@@ -33,7 +33,7 @@ func (s *Server) listInvitations(w http.ResponseWriter, r *http.Request) error {
 		return s.pendingCSV(w, r, tenant)
 	}
 	q := r.URL.Query()
-	f := store.InvitationFilter{State: q.Get("status")}
+	f := store.InvitationFilter{State: q.Get("status"), Now: s.now()}
 	if f.State != "" && !contains(invitationStates, f.State) {
 		return badRequest("status", "status must be one of "+strings.Join(invitationStates, ", "))
 	}
@@ -53,7 +53,7 @@ func (s *Server) listInvitations(w http.ResponseWriter, r *http.Request) error {
 		NextCursor *string          `json:"next_cursor"`
 	}{Data: make([]invitationView, len(invs))}
 	for i, inv := range invs {
-		out.Data[i] = viewInvitation(inv)
+		out.Data[i] = viewInvitation(inv, s.now())
 	}
 	if len(invs) == f.Limit {
 		out.NextCursor = encodeCursor(invs[len(invs)-1].ID)
@@ -78,7 +78,7 @@ func (s *Server) pendingCSV(w http.ResponseWriter, r *http.Request, tenant *stor
 	}
 	after := uuid.Nil
 	for {
-		invs, err := store.ListInvitations(r.Context(), s.DB, tenant.ID, store.InvitationFilter{State: store.InvitationPending, After: after, Limit: 1000})
+		invs, err := store.ListInvitations(r.Context(), s.DB, tenant.ID, store.InvitationFilter{State: store.InvitationPending, Now: s.now(), After: after, Limit: 1000})
 		if err != nil {
 			// Headers are out: the truncated file is the only signal left.
 			s.Log.ErrorContext(r.Context(), "pending csv", "err", err)
@@ -143,7 +143,7 @@ func (s *Server) revokeInvitation(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"invitation": viewInvitation(inv)})
+	return writeJSON(w, http.StatusOK, map[string]any{"invitation": viewInvitation(inv, s.now())})
 }
 
 func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) error {
@@ -177,8 +177,8 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) error 
 			"id": u.ID, "email": u.Email, "first_name": u.FirstName, "last_name": u.LastName,
 			"role": u.Role, "customer_id": u.CustomerID, "created_at": u.CreatedAt,
 		},
-		"customer":   viewCustomer(acc.Customer, nil),
-		"invitation": viewInvitation(acc.Invitation),
+		"customer":   viewCustomer(acc.Customer, nil, s.now()),
+		"invitation": viewInvitation(acc.Invitation, s.now()),
 	})
 }
 
@@ -272,8 +272,8 @@ func (s *Server) resendInvitations(w http.ResponseWriter, r *http.Request) error
 			email := byNorm[inv.EmailNormalized]
 			c := custs[inv.CustomerID]
 			switch {
-			case inv.State != store.InvitationPending:
-				skipped = append(skipped, notResent{email, "the invitation is " + inv.State + ", not pending"})
+			case inv.StateAt(now) != store.InvitationPending:
+				skipped = append(skipped, notResent{email, "the invitation is " + inv.StateAt(now) + ", not pending"})
 			case c == nil || !c.Invitable():
 				skipped = append(skipped, notResent{email, "the customer is not active"})
 			case busy[inv.ID]:

@@ -150,7 +150,7 @@ type erpView struct {
 // verifiedFeatures are what a verified ERP account unlocks in the portal.
 var verifiedFeatures = []string{"invoices", "statements", "tiered_pricing", "quotes"}
 
-func viewCustomer(c *store.Customer, inv *store.Invitation) customerView {
+func viewCustomer(c *store.Customer, inv *store.Invitation, now time.Time) customerView {
 	v := customerView{
 		ID: c.ID, CompanyName: c.CompanyName, AccountNumbers: c.AccountNumbers, Phone: c.Phone,
 		Ranking: c.Ranking, Status: c.Status, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
@@ -164,7 +164,7 @@ func viewCustomer(c *store.Customer, inv *store.Invitation) customerView {
 		v.Features = verifiedFeatures
 	}
 	if inv != nil {
-		iv := viewInvitation(inv)
+		iv := viewInvitation(inv, now)
 		v.Invitation = &iv
 	}
 	return v
@@ -188,10 +188,12 @@ type invitationView struct {
 	CreatedAt      time.Time  `json:"created_at"`
 }
 
-func viewInvitation(i *store.Invitation) invitationView {
+// viewInvitation shows an invitation as it stands at now: a pending one past
+// its expiry is expired already, whether or not the expiry sweep has run.
+func viewInvitation(i *store.Invitation, now time.Time) invitationView {
 	return invitationView{
 		ID: i.ID, CustomerID: i.CustomerID, Email: i.Email, FirstName: i.FirstName, LastName: i.LastName,
-		Phone: i.Phone, Role: i.Role, Status: i.State, DeliveryStatus: i.DeliveryStatus, DeliveryError: i.DeliveryError,
+		Phone: i.Phone, Role: i.Role, Status: i.StateAt(now), DeliveryStatus: i.DeliveryStatus, DeliveryError: i.DeliveryError,
 		ExpiresAt: timeOrNil(i.ExpiresAt), SendCount: i.SendCount, LastSentAt: timeOrNil(i.LastSentAt),
 		AcceptedAt: timeOrNil(i.AcceptedAt), CreatedAt: i.CreatedAt,
 	}
