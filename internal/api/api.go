@@ -138,10 +138,38 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle("/monitor", s.Monitor)
 		mux.Handle("/monitor/", s.Monitor)
 	}
+	// The catch-all answers in JSON what the mux would answer in text: 404
+	// for a path the API does not have, 405 with Allow for one it has under
+	// other methods.
+	probe := http.NewServeMux()
+	for _, rt := range s.routes() {
+		probe.Handle(rt.method+" "+rt.path, http.NotFoundHandler())
+	}
 	mux.Handle("/", s.public(func(w http.ResponseWriter, r *http.Request) error {
+		if allow := allowedMethods(probe, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			return &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: r.Method + " is not allowed on " + r.URL.Path + "; allowed: " + strings.Join(allow, ", ")}
+		}
 		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such route: " + r.Method + " " + r.URL.Path}
 	}))
 	return s.logRequests(mux)
+}
+
+// allowedMethods lists the methods the probe (the API's routes) serves on
+// the request's path.
+func allowedMethods(probe *http.ServeMux, r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if m == r.Method {
+			continue
+		}
+		probeReq := r.Clone(r.Context())
+		probeReq.Method = m
+		if _, pattern := probe.Handler(probeReq); pattern != "" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 // withTimeout gives the handler's work a deadline: a request stuck on a
@@ -241,8 +269,11 @@ func tenantOf(ctx context.Context) *store.Tenant { return ctx.Value(tenantKey{})
 // handler is then scoped to that tenant.
 func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return s.public(func(w http.ResponseWriter, r *http.Request) error {
-		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || strings.TrimSpace(key) == "" {
+		// The scheme is case-insensitive (RFC 9110 §11.1): "bearer" is
+		// "Bearer".
+		scheme, key, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		key = strings.TrimSpace(key)
+		if !ok || !strings.EqualFold(scheme, "Bearer") || key == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="onboard"`)
 			return &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "an API key is required: Authorization: Bearer <key>"}
 		}
@@ -298,7 +329,9 @@ func (s *Server) public(h func(http.ResponseWriter, *http.Request) error) http.H
 }
 
 func writeError(w http.ResponseWriter, e *Error) {
-	body := map[string]any{"code": e.Code, "message": e.Message}
+	// "field" is always there (null when the error is about no one field),
+	// so clients read one shape.
+	body := map[string]any{"code": e.Code, "message": e.Message, "field": nil}
 	if e.Field != "" {
 		body["field"] = e.Field
 	}

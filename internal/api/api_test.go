@@ -628,6 +628,77 @@ func TestUnknownRoutesAndIDs(t *testing.T) {
 	}
 }
 
+// The HTTP surface as clients meet it: 405 with Allow for a path served
+// under other methods, one error shape with "field" always present, type
+// errors naming the field in JSON terms, the auth scheme in any case, and
+// content negotiation of the invitations list.
+func TestHTTPSurface(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.NewPostgres(t), false)
+	key := e.tenant("a")
+	e.create(key, customer("1", "pending@example.com", true))
+	e.create(key, customer("2", "saved@example.com", false))
+
+	for _, c := range []struct{ method, path, allow string }{
+		{"DELETE", "/v1/customers", "GET, HEAD, POST"},
+		{"GET", "/v1/invitations/resend", "POST"},
+		{"PUT", "/v1/imports/01a20726-0000-7000-8000-000000000000", "GET, HEAD"},
+	} {
+		r := e.call(key, c.method, c.path, "")
+		if r.code != 405 || r.hdr.Get("Allow") != c.allow || r.errField("code") != "method_not_allowed" {
+			t.Errorf("%s %s: %d Allow %q %s", c.method, c.path, r.code, r.hdr.Get("Allow"), r.raw)
+		}
+	}
+	if r := e.call(key, "GET", "/v2/nothing", ""); r.code != 404 || r.hdr.Get("Allow") != "" {
+		t.Errorf("unknown path: %d %s", r.code, r.raw)
+	}
+
+	r := e.call(key, "POST", "/v1/customers", `[]`)
+	if r.code != 400 || r.errField("message") != "request body must be a JSON object" || !strings.Contains(r.raw, `"field":null`) {
+		t.Errorf("array body: %d %s", r.code, r.raw)
+	}
+	r = e.call(key, "POST", "/v1/customers", `{"company_name":"A","account_number":true,"email":"x@example.com"}`)
+	if r.code != 400 || r.errField("field") != "account_number" || !strings.Contains(r.errField("message"), "a string or a number") {
+		t.Errorf("bool account: %d %s", r.code, r.raw)
+	}
+	r = e.call(key, "POST", "/v1/customers", `{"company_name":"A","account_number":"3","email":"x@example.com","invite":"yes"}`)
+	if r.code != 400 || r.errField("field") != "invite" || !strings.Contains(r.errField("message"), "true or false") || strings.Contains(r.raw, "api.") {
+		t.Errorf("string invite: %d %s", r.code, r.raw)
+	}
+
+	req, _ := http.NewRequest("GET", e.srv.URL+"/v1/invitations", nil)
+	req.Header.Set("Authorization", "bearer "+key)
+	if r := e.do("", req); r.code != 200 {
+		t.Errorf("lower-case scheme: %d %s", r.code, r.raw)
+	}
+
+	get := func(path, accept string) response {
+		req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		return e.do(key, req)
+	}
+	isCSV := func(r response) bool { return strings.HasPrefix(r.hdr.Get("Content-Type"), "text/csv") }
+	for accept, want := range map[string]bool{
+		"TEXT/CSV": true, "application/json, text/csv": false, "text/csv, application/json": true,
+		"application/json;q=0.5, text/csv": true, "text/csv;q=0": false, "*/*": false,
+	} {
+		if r := get("/v1/invitations", accept); isCSV(r) != want {
+			t.Errorf("Accept %q: csv %v, want %v", accept, isCSV(r), want)
+		}
+	}
+	if r := get("/v1/invitations?format=xml", ""); r.code != 400 || r.errField("field") != "format" {
+		t.Errorf("format=xml: %d %s", r.code, r.raw)
+	}
+	if r := get("/v1/invitations?format=csv&status=saved", ""); !isCSV(r) || !strings.Contains(r.raw, "saved@example.com") || strings.Contains(r.raw, "pending@example.com") {
+		t.Errorf("saved as csv: %s", r.raw)
+	}
+	if r := get("/v1/invitations?format=csv", ""); !strings.Contains(r.raw, "pending@example.com") || strings.Contains(r.raw, "saved@example.com") {
+		t.Errorf("pending list: %s", r.raw)
+	}
+}
+
 func TestRateLimitAnswers429WithRetryAfter(t *testing.T) {
 	t.Parallel()
 	r := testenv.StartRedis(t)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -23,21 +24,67 @@ import (
 
 var invitationStates = []string{store.InvitationSaved, store.InvitationPending, store.InvitationAccepted, store.InvitationExpired, store.InvitationRevoked}
 
-func wantsCSV(r *http.Request) bool {
-	return r.URL.Query().Get("format") == "csv" || strings.Contains(r.Header.Get("Accept"), "text/csv")
+// wantsCSV reads ?format= (json or csv), else the Accept header: CSV when
+// text/csv is preferred to application/json (by q-value, then by order).
+func wantsCSV(r *http.Request) (bool, error) {
+	switch strings.ToLower(r.URL.Query().Get("format")) {
+	case "csv":
+		return true, nil
+	case "json":
+		return false, nil
+	case "":
+	default:
+		return false, badRequest("format", "format must be json or csv")
+	}
+	csvQ, jsonQ := -1.0, -1.0 // -1: not listed
+	csvFirst := false
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		media, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err != nil {
+			continue
+		}
+		q := 1.0
+		if v, err := strconv.ParseFloat(params["q"], 64); err == nil {
+			q = v
+		}
+		switch media { // ParseMediaType lower-cases it
+		case "text/csv":
+			if csvQ < 0 {
+				csvQ, csvFirst = q, jsonQ < 0
+			}
+		case "application/json":
+			if jsonQ < 0 {
+				jsonQ = q
+			}
+		}
+	}
+	switch {
+	case csvQ <= 0:
+		return false, nil
+	case csvQ != jsonQ:
+		return csvQ > jsonQ, nil
+	}
+	return csvFirst, nil
 }
 
 func (s *Server) listInvitations(w http.ResponseWriter, r *http.Request) error {
 	tenant := tenantOf(r.Context())
-	if wantsCSV(r) {
-		return s.pendingCSV(w, r, tenant)
-	}
 	q := r.URL.Query()
-	f := store.InvitationFilter{State: q.Get("status"), Now: s.now()}
-	if f.State != "" && !contains(invitationStates, f.State) {
+	state := q.Get("status")
+	if state != "" && !contains(invitationStates, state) {
 		return badRequest("status", "status must be one of "+strings.Join(invitationStates, ", "))
 	}
-	var err error
+	asCSV, err := wantsCSV(r)
+	if err != nil {
+		return err
+	}
+	if asCSV {
+		if state == "" {
+			state = store.InvitationPending // the pending list
+		}
+		return s.invitationsCSV(w, r, tenant, state)
+	}
+	f := store.InvitationFilter{State: state, Now: s.now()}
 	if f.After, err = decodeCursor(q.Get("cursor")); err != nil {
 		return err
 	}
@@ -61,11 +108,12 @@ func (s *Server) listInvitations(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
-// pendingCSV streams the tenant's pending invitations page by page; a tenant
-// with a million pending invitations costs one page of memory.
-func (s *Server) pendingCSV(w http.ResponseWriter, r *http.Request, tenant *store.Tenant) error {
+// invitationsCSV streams the tenant's invitations in one state (pending: the
+// pending list) page by page; a tenant with a million pending invitations
+// costs one page of memory.
+func (s *Server) invitationsCSV(w http.ResponseWriter, r *http.Request, tenant *store.Tenant, state string) error {
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-	w.Header().Set("Content-Disposition", `attachment; filename="pending-invitations.csv"`)
+	w.Header().Set("Content-Disposition", `attachment; filename="`+state+`-invitations.csv"`)
 	cw := csvsafe.NewWriter(w)
 	if err := cw.Write([]string{"email", "first_name", "last_name", "company_name", "account_numbers", "send_count", "last_sent_at", "expires_at"}); err != nil {
 		return err
@@ -78,15 +126,15 @@ func (s *Server) pendingCSV(w http.ResponseWriter, r *http.Request, tenant *stor
 	}
 	after := uuid.Nil
 	for {
-		invs, err := store.ListInvitations(r.Context(), s.DB, tenant.ID, store.InvitationFilter{State: store.InvitationPending, Now: s.now(), After: after, Limit: 1000})
+		invs, err := store.ListInvitations(r.Context(), s.DB, tenant.ID, store.InvitationFilter{State: state, Now: s.now(), After: after, Limit: 1000})
 		if err != nil {
 			// Headers are out: the truncated file is the only signal left.
-			s.Log.ErrorContext(r.Context(), "pending csv", "err", err)
+			s.Log.ErrorContext(r.Context(), "invitations csv", "err", err)
 			return nil
 		}
 		custs, err := customersOf(r.Context(), s.DB, tenant.ID, invs)
 		if err != nil {
-			s.Log.ErrorContext(r.Context(), "pending csv", "err", err)
+			s.Log.ErrorContext(r.Context(), "invitations csv", "err", err)
 			return nil
 		}
 		for _, inv := range invs {

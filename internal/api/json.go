@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -35,8 +36,10 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, into any) error 
 			return err
 		case errors.Is(err, io.EOF):
 			return badRequest("", "request body is empty; send a JSON object")
+		case errors.As(err, &typeErr) && typeErr.Field == "":
+			return badRequest("", "request body must be a JSON object")
 		case errors.As(err, &typeErr):
-			return badRequest(typeErr.Field, fmt.Sprintf("field %q must be a %s", typeErr.Field, typeErr.Type))
+			return badRequest(typeErr.Field, fmt.Sprintf("field %q must be %s", typeErr.Field, jsonKind(typeErr.Type)))
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
 			return badRequest(name, fmt.Sprintf("unknown field %q", name))
@@ -50,6 +53,32 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, into any) error 
 		return badRequest("", "request body has data after the JSON object")
 	}
 	return nil
+}
+
+// jsonKind names a Go type as the JSON a client should send for it.
+func jsonKind(t reflect.Type) string {
+	if t == nil {
+		return "another type"
+	}
+	if t == reflect.TypeFor[flexString]() {
+		return "a string or a number"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "another type"
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {
@@ -74,7 +103,8 @@ func (f *flexString) UnmarshalJSON(b []byte) error {
 	}
 	var n json.Number
 	if err := json.Unmarshal(b, &n); err != nil {
-		return errors.New("must be a string or a number")
+		// A type error, so that decode names the field it is in.
+		return &json.UnmarshalTypeError{Value: string(b), Type: reflect.TypeFor[flexString]()}
 	}
 	*f = flexString(n.String())
 	return nil
