@@ -236,9 +236,9 @@ func VendorInvitations(ctx context.Context, db bun.IDB, tenantID uuid.UUID, cust
 type InvitationFilter struct {
 	// State keeps one state; with Now set, a pending invitation past its
 	// expiry counts as expired (see StateAt).
-	State  string
-	Now    time.Time
-	Live   bool      // leave out revoked invitations
+	State string
+	Now   time.Time
+	Live  bool // leave out revoked invitations
 	// Emails, when not nil, keeps the invitations of these normalised
 	// emails only: an empty list matches none.
 	Emails []string
