@@ -235,3 +235,26 @@ func TestInviteSendLeaseHeldByAnotherWorker(t *testing.T) {
 		t.Fatal("not sent after the lease ran out")
 	}
 }
+
+// A contact named "John Smith, Jr." gets the email: SendGrid drops one whose
+// to.name has a comma, so the name goes out without it; the greeting in the
+// body keeps the name as typed.
+func TestInviteSendNameWithComma(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	d := f.pendingDelivery(t, "100", "john@example.com", store.CustomerActive)
+	if _, err := f.db.NewUpdate().Model((*store.Invitation)(nil)).Set("first_name = 'John'").Set("last_name = 'Smith, Jr.'").
+		Where("id = ?", d.InvitationID.UUID).Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.process(t, d); err != nil {
+		t.Fatal(err)
+	}
+	if dropped := f.fake.Dropped(); len(dropped) != 0 {
+		t.Fatalf("SendGrid would drop it: %+v", dropped)
+	}
+	m := f.fake.Messages()
+	if len(m) != 1 || m[0].ToName != "John Smith Jr." || !strings.Contains(m[0].Text, "John Smith, Jr.") {
+		t.Fatalf("emails %+v", m)
+	}
+}

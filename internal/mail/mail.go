@@ -112,6 +112,26 @@ func (m *Message) Validate() error {
 	return nil
 }
 
+// displayName is a name as SendGrid's v3 mail send takes it: on one line
+// (headerSafe), and without `,` and `;`, which its documented limitations
+// forbid in to, cc and bcc names ("cannot include either the ; or ,
+// characters"): SendGrid answers 202 all the same, then reads the part of
+// the name before the comma as an address and drops the email as Invalid.
+// Each of them becomes a space and runs of blanks one, so the name still
+// reads right: "John Smith, Jr." is sent as "John Smith Jr.", "Smith;John"
+// as "Smith John". Quoting the name instead, as some SDKs do, is not what
+// SendGrid documents, and mail clients show the quotes. The from and
+// reply_to names get the same treatment: nothing documents them as safer.
+func displayName(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == ',' || r == ';' {
+			return ' '
+		}
+		return r
+	}, headerSafe(s))
+	return strings.Join(strings.Fields(s), " ")
+}
+
 // headerSafe folds line breaks and control characters into spaces: nothing
 // we put in a header can start another one.
 func headerSafe(s string) string {

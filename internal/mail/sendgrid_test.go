@@ -133,3 +133,35 @@ func TestInvalidMessagesArePermanent(t *testing.T) {
 		}
 	}
 }
+
+// SendGrid answers 202 to a recipient name with `,` or `;` and then drops
+// the email; every name onboard sends is made safe, and still reads right.
+func TestNamesAreSafeForSendGrid(t *testing.T) {
+	t.Parallel()
+	fake := sendgridfake.New(t)
+	m := message("a@example.com", "b@example.com", "c@example.com")
+	m.From.Name = "Parts, Inc."
+	m.ReplyTo = &mail.Address{Email: "help@vendor.example.com", Name: "Help; Desk"}
+	m.Personalizations[0].To.Name = "John Smith, Jr."
+	m.Personalizations[1].To.Name = "Smith;John"
+	m.Personalizations[2].To.Name = " ,Jane ;; Doe, "
+	if _, err := mail.NewSendGrid(fake.APIKey, fake.URL, nil).Send(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	if d := fake.Dropped(); len(d) != 0 {
+		t.Fatalf("SendGrid would drop %d emails: %+v", len(d), d)
+	}
+	want := []string{"John Smith Jr.", "Smith John", "Jane Doe"}
+	got := fake.Messages()
+	if len(got) != 3 {
+		t.Fatalf("%d emails", len(got))
+	}
+	if got[0].FromName != "Parts Inc." || got[0].ReplyTo != "Help Desk <help@vendor.example.com>" {
+		t.Errorf("from %q, reply-to %q", got[0].FromName, got[0].ReplyTo)
+	}
+	for i, w := range want {
+		if got[i].ToName != w {
+			t.Errorf("name %d: %q, want %q", i, got[i].ToName, w)
+		}
+	}
+}

@@ -3,6 +3,11 @@
 // what SendGrid checks and answers as SendGrid does (202 with X-Message-Id,
 // or 400/401/413 with SendGrid's error body), applies substitutions, and
 // keeps one Received per recipient. Failures and latency can be injected.
+//
+// What SendGrid accepts with 202 and then drops, the fake drops too, where a
+// test can see it (Dropped, GET /dropped): a to, cc or bcc name with `,` or
+// `;`, which SendGrid's documented limitations forbid and which makes it
+// read the name as an address and drop the email as Invalid.
 package sendgridfake
 
 import (
@@ -32,6 +37,8 @@ type Received struct {
 	To          string
 	ToName      string
 	From        string
+	FromName    string
+	ReplyTo     string // "Name <email>" as sent, or empty
 	Subject     string
 	Text        string
 	HTML        string
@@ -40,6 +47,13 @@ type Received struct {
 	Attachments []Attachment
 	MessageID   string
 	Request     int // 1-based index of the request that carried it
+}
+
+// Dropped is an email SendGrid accepted (202) and then dropped, as its
+// activity feed and a "dropped" event would show it.
+type Dropped struct {
+	Received
+	Reason string
 }
 
 // Attachment is a decoded attachment.
@@ -65,6 +79,7 @@ type Server struct {
 	srv      *httptest.Server
 	mu       sync.Mutex
 	messages []Received
+	dropped  []Dropped
 	requests int
 	failures []int // statuses to answer next, in order
 	latency  time.Duration
@@ -108,6 +123,12 @@ func NewHandler(apiKey string) (*Server, http.Handler) {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(s.Messages())
 	})
+	mux.HandleFunc("GET /dropped", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(s.Dropped())
+	})
 	return s, mux
 }
 
@@ -134,6 +155,14 @@ func (s *Server) Messages() []Received {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Received(nil), s.messages...)
+}
+
+// Dropped returns every email accepted with 202 and then dropped, as
+// SendGrid does with them.
+func (s *Server) Dropped() []Dropped {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Dropped(nil), s.dropped...)
 }
 
 // Requests counts the requests that reached the fake, accepted or not.
@@ -226,7 +255,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msgID := messageID()
-	received := req.expand(msgID, reqNo)
+	received, dropped := req.expand(msgID, reqNo)
 	w.Header().Set("X-Message-Id", msgID)
 	w.WriteHeader(http.StatusAccepted)
 	if f, ok := w.(http.Flusher); ok {
@@ -234,6 +263,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.messages = append(s.messages, received...)
+	s.dropped = append(s.dropped, dropped...)
 	s.mu.Unlock()
 }
 
@@ -413,9 +443,21 @@ func parse(body []byte) (*request, []FieldError) {
 	return &req, nil
 }
 
+// droppedName tells whether SendGrid drops an email to a recipient of this
+// name: its v3 limitations say to, cc and bcc names cannot include `;` or
+// `,`, and what it does with one is accept the request and drop the email,
+// having read the name up to the comma as the address.
+func droppedName(name string) (string, bool) {
+	i := strings.IndexAny(name, ",;")
+	if i < 0 {
+		return "", false
+	}
+	return fmt.Sprintf("Invalid: the name was read as the address %q", strings.TrimSpace(name[:i])), true
+}
+
 // expand applies each personalization's substitutions and returns one
-// Received per recipient.
-func (req *request) expand(msgID string, reqNo int) []Received {
+// Received per recipient, and the emails SendGrid would drop apart.
+func (req *request) expand(msgID string, reqNo int) ([]Received, []Dropped) {
 	var text, html string
 	for _, c := range req.Content {
 		switch c.Type {
@@ -430,7 +472,15 @@ func (req *request) expand(msgID string, reqNo int) []Received {
 		b, _ := base64.StdEncoding.DecodeString(a.Content)
 		atts = append(atts, Attachment{Filename: a.Filename, Type: a.Type, Content: b})
 	}
+	var replyTo string
+	if req.ReplyTo != nil {
+		replyTo = req.ReplyTo.Email
+		if req.ReplyTo.Name != "" {
+			replyTo = req.ReplyTo.Name + " <" + req.ReplyTo.Email + ">"
+		}
+	}
 	var out []Received
+	var dropped []Dropped
 	for _, p := range req.Personalizations {
 		subject := req.Subject
 		if p.Subject != "" {
@@ -447,13 +497,18 @@ func (req *request) expand(msgID string, reqNo int) []Received {
 			args[k], _ = v.(string)
 		}
 		for _, to := range p.To {
-			out = append(out, Received{
-				To: to.Email, ToName: to.Name, From: req.From.Email,
+			r := Received{
+				To: to.Email, ToName: to.Name, From: req.From.Email, FromName: req.From.Name, ReplyTo: replyTo,
 				Subject: sub(subject), Text: sub(text), HTML: sub(html),
 				CustomArgs: args, Categories: req.Categories, Attachments: atts,
 				MessageID: msgID, Request: reqNo,
-			})
+			}
+			if reason, ok := droppedName(to.Name); ok {
+				dropped = append(dropped, Dropped{Received: r, Reason: reason})
+				continue
+			}
+			out = append(out, r)
 		}
 	}
-	return out
+	return out, dropped
 }

@@ -1,6 +1,7 @@
 package sendgridfake
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -45,5 +46,34 @@ func TestValidateRefuses(t *testing.T) {
 		if errs := Validate([]byte(body)); len(errs) == 0 {
 			t.Errorf("%s: accepted", tc.name)
 		}
+	}
+}
+
+// A name with a comma or semicolon passes SendGrid's checks (202) and the
+// email is dropped: the fake keeps it apart, where a test sees it.
+func TestNamesWithCommasAreAcceptedAndDropped(t *testing.T) {
+	t.Parallel()
+	s := New(t)
+	body := strings.Replace(valid, `"to":[{"email":"a@example.com"}]`, `"to":[{"email":"a@example.com","name":"John Smith, Jr."}]},{"to":[{"email":"b@example.com","name":"Smith; John"}]},{"to":[{"email":"c@example.com","name":"Jane Doe"}]`, 1)
+	if errs := Validate([]byte(body)); len(errs) != 0 {
+		t.Fatalf("refused: %+v", errs)
+	}
+	req, _ := http.NewRequest("POST", s.URL+"/v3/mail/send", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+s.APIKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d, want 202 as SendGrid answers", resp.StatusCode)
+	}
+	if m := s.Messages(); len(m) != 1 || m[0].To != "c@example.com" {
+		t.Fatalf("delivered %+v, want only c@example.com", m)
+	}
+	d := s.Dropped()
+	if len(d) != 2 || d[0].To != "a@example.com" || !strings.Contains(d[0].Reason, `"John Smith"`) || d[1].To != "b@example.com" {
+		t.Fatalf("dropped %+v", d)
 	}
 }
