@@ -603,3 +603,33 @@ func TestImportByTwoWorkersAtOnceCountsEveryRowOnce(t *testing.T) {
 		t.Fatalf("import %+v, %d invitations", got, n)
 	}
 }
+
+// An import's internationalised addresses: a UTF-8 local part is refused
+// with the standard message (SendGrid would refuse it); a UTF-8 domain is
+// invited and, like the confirmation to ops@bücher.example, sent as punycode.
+func TestImportInternationalAddresses(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	withDispatcher(t, f)
+	csv := "Account Number,Customer Email\n" +
+		"1,jurgen@bücher.example\n" +
+		"2,jürgen@bücher.example\n" +
+		"3,日本@imp.example\n"
+	im := f.upload(t, []byte(csv), func(im *store.Import) { im.NotifyEmail = "ops@bücher.example" })
+	if err := f.importNow(t, im); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"3|Customer Email|Customer Email must be valid", "4|Customer Email|Customer Email must be valid"}
+	if log := errorLog(t, f.db, im); !slices.Equal(log, want) {
+		t.Fatalf("error log %q, want %q", log, want)
+	}
+	f.drainOutbox(t, map[string]bool{})
+	var to []string
+	for _, m := range f.fake.Messages() {
+		to = append(to, m.To)
+	}
+	sort.Strings(to)
+	if !slices.Equal(to, []string{"jurgen@xn--bcher-kva.example", "ops@xn--bcher-kva.example"}) {
+		t.Fatalf("emails to %q", to)
+	}
+}

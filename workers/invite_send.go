@@ -11,6 +11,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
 
+	"github.com/onboard-dev/onboard/internal/emailaddr"
 	"github.com/onboard-dev/onboard/internal/mail"
 	"github.com/onboard-dev/onboard/internal/metrics"
 	"github.com/onboard-dev/onboard/jobs"
@@ -142,6 +143,11 @@ func (d *Deps) prepareInvitations(ctx context.Context, tenant *store.Tenant, cla
 			skipped[r] = append(skipped[r], dl.ID)
 		case !cust.Invitable():
 			r := "customer is " + cust.Status
+			skipped[r] = append(skipped[r], dl.ID)
+		case emailaddr.Validate(inv.Email) != nil:
+			// Stored before the API refused internationalised local parts:
+			// SendGrid would refuse the address (and the batch with it).
+			const r = "SendGrid sends to no address with an internationalised local part"
 			skipped[r] = append(skipped[r], dl.ID)
 		default:
 			sendable = append(sendable, dl)

@@ -258,3 +258,24 @@ func TestInviteSendNameWithComma(t *testing.T) {
 		t.Fatalf("emails %+v", m)
 	}
 }
+
+// An address stored before internationalised local parts were refused at
+// input fails on its own with the reason; the batch goes out.
+func TestInviteSendInternationalAddresses(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	legacy := f.pendingDelivery(t, "1", "日本@imp.example", store.CustomerActive)
+	idn := f.pendingDelivery(t, "2", "jurgen@bücher.example", store.CustomerActive)
+	if err := f.process(t, legacy, idn); err != nil {
+		t.Fatal(err)
+	}
+	if s := f.state(t, legacy.ID); s.State != store.DeliveryFailed || !strings.Contains(s.LastError, "internationalised local part") {
+		t.Errorf("legacy address: %+v", s)
+	}
+	if s := f.state(t, idn.ID); s.State != store.DeliverySent {
+		t.Errorf("IDN domain: %+v", s)
+	}
+	if m := f.fake.Messages(); len(m) != 1 || m[0].To != "jurgen@xn--bcher-kva.example" || f.fake.Requests() != 1 {
+		t.Fatalf("%d requests, emails %+v", f.fake.Requests(), m)
+	}
+}

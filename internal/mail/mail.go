@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/onboard-dev/onboard/internal/emailaddr"
 )
 
 // Address is a mailbox with an optional display name.
@@ -104,12 +106,34 @@ func (m *Message) Validate() error {
 	case m.Text == "" && m.HTML == "":
 		return fail("no content")
 	}
-	for _, p := range m.Personalizations {
+	if _, err := emailaddr.ASCII(m.From.Email); err != nil {
+		return fail("the sender's address is not one SendGrid sends from")
+	}
+	if m.ReplyTo != nil {
+		if _, err := emailaddr.ASCII(m.ReplyTo.Email); err != nil {
+			return fail("the reply-to address is not one SendGrid takes")
+		}
+	}
+	for i, p := range m.Personalizations {
 		if p.To.Email == "" {
-			return fail("a recipient has no address")
+			return fail(fmt.Sprintf("recipient %d has no address", i+1))
+		}
+		// The address itself stays out of the reason, which is logged.
+		if _, err := emailaddr.ASCII(p.To.Email); err != nil {
+			return fail(fmt.Sprintf("recipient %d: SendGrid sends to no such address (an internationalised local part, or no address at all)", i+1))
 		}
 	}
 	return nil
+}
+
+// wireAddress is an address as SendGrid takes it: its domain in ASCII
+// (punycode), since SendGrid's mail send refuses any other character in an
+// address (format "email" in its OpenAPI). Validate has made sure it can be.
+func wireAddress(s string) string {
+	if a, err := emailaddr.ASCII(s); err == nil {
+		return a
+	}
+	return s
 }
 
 // displayName is a name as SendGrid's v3 mail send takes it: on one line

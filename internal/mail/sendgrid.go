@@ -56,9 +56,9 @@ func (s *SendGrid) Send(ctx context.Context, m Message) (Result, error) {
 
 func (s *SendGrid) build(m Message) *sgmail.SGMailV3 {
 	v3 := sgmail.NewV3Mail()
-	v3.SetFrom(sgmail.NewEmail(displayName(m.From.Name), m.From.Email))
+	v3.SetFrom(sgmail.NewEmail(displayName(m.From.Name), wireAddress(m.From.Email)))
 	if m.ReplyTo != nil {
-		v3.SetReplyTo(sgmail.NewEmail(displayName(m.ReplyTo.Name), m.ReplyTo.Email))
+		v3.SetReplyTo(sgmail.NewEmail(displayName(m.ReplyTo.Name), wireAddress(m.ReplyTo.Email)))
 	}
 	v3.Subject = headerSafe(m.Subject)
 	// SendGrid requires text/plain before text/html.
@@ -70,7 +70,7 @@ func (s *SendGrid) build(m Message) *sgmail.SGMailV3 {
 	}
 	for _, p := range m.Personalizations {
 		sp := sgmail.NewPersonalization()
-		sp.AddTos(sgmail.NewEmail(displayName(p.To.Name), p.To.Email))
+		sp.AddTos(sgmail.NewEmail(displayName(p.To.Name), wireAddress(p.To.Email)))
 		for k, v := range p.Substitutions {
 			sp.SetSubstitution(k, v)
 		}

@@ -165,3 +165,28 @@ func TestNamesAreSafeForSendGrid(t *testing.T) {
 		}
 	}
 }
+
+// SendGrid takes ASCII addresses only: an internationalised domain goes as
+// punycode; an internationalised local part cannot go at all, and is refused
+// before any request.
+func TestSendGridAddressesAreASCII(t *testing.T) {
+	t.Parallel()
+	fake := sendgridfake.New(t)
+	sg := mail.NewSendGrid(fake.APIKey, fake.URL, nil)
+	m := message("jurgen@bücher.example", "ops@例子.广告")
+	m.From.Email = "invites@Bücher.example"
+	if _, err := sg.Send(context.Background(), m); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	got := fake.Messages()
+	if len(got) != 2 || got[0].To != "jurgen@xn--bcher-kva.example" || got[1].To != "ops@xn--fsqu00a.xn--4rr70v" || got[0].From != "invites@xn--bcher-kva.example" {
+		t.Fatalf("emails %+v", got)
+	}
+	_, err := sg.Send(context.Background(), message("a@example.com", "jürgen@bücher.example"))
+	if err == nil || mail.IsTemporary(err) || !strings.Contains(err.Error(), "recipient 2") || strings.Contains(err.Error(), "jürgen") {
+		t.Fatalf("UTF-8 local part: %v, want a permanent error naming recipient 2 (not its address)", err)
+	}
+	if fake.Requests() != 1 {
+		t.Fatalf("%d requests, want none for the refused message", fake.Requests()-1)
+	}
+}

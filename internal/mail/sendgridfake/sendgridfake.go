@@ -325,7 +325,16 @@ func Validate(body []byte) []FieldError {
 	return errs
 }
 
+// validEmail is SendGrid's check of an address: its OpenAPI types every
+// address as format "email" (RFC 5321, ASCII), not "idn-email", and it
+// answers 400 to a UTF-8 local part or domain: an internationalised domain
+// must come as punycode.
 func validEmail(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
 	a, err := mail.ParseAddress(s)
 	return err == nil && a.Address == s && a.Name == ""
 }
