@@ -152,7 +152,8 @@ func TestSendGridWebhookMovesForwardOnly(t *testing.T) {
 			}
 		}
 
-		// Blocked is kept apart from bounced, and the first of the two stays.
+		// Blocked is kept apart from bounced, and a hard bounce wins over
+		// it, whichever comes first.
 		tenant2, inv2, _ := e.sentInvitation(key, "2", "two@example.com")
 		// Without delivery_id: the invitation's latest email is meant (the
 		// contract's custom_args are invitation_id and tenant_id).
@@ -160,10 +161,22 @@ func TestSendGridWebhookMovesForwardOnly(t *testing.T) {
 		if r := e.postEvents(sg, e.now, []map[string]any{blocked}); r.code != 200 || r.body["applied"] != 1.0 {
 			t.Fatalf("blocked: %d %s", r.code, r.raw)
 		}
-		bounce := map[string]any{"event": "bounce", "type": "bounce", "tenant_id": tenant2, "invitation_id": inv2}
-		e.postEvents(sg, e.now, []map[string]any{bounce})
 		if got := e.state(inv2); got != "delivery=sent/blocked invitation=blocked blocked by policy" {
+			t.Fatalf("blocked: %s", got)
+		}
+		bounce := map[string]any{"event": "bounce", "type": "bounce", "reason": "550 5.1.1 no such user", "tenant_id": tenant2, "invitation_id": inv2}
+		if r := e.postEvents(sg, e.now, []map[string]any{bounce}); r.code != 200 || r.body["applied"] != 1.0 {
+			t.Fatalf("bounce after blocked: %d %s", r.code, r.raw)
+		}
+		if got := e.state(inv2); got != "delivery=bounced/bounced invitation=bounced 550 5.1.1 no such user" {
 			t.Fatalf("blocked then bounce: %s", got)
+		}
+		// A block arriving after the bounce changes nothing.
+		if r := e.postEvents(sg, e.now, []map[string]any{blocked}); r.code != 200 || r.body["applied"] != 0.0 {
+			t.Fatalf("blocked after bounce: %d %s", r.code, r.raw)
+		}
+		if got := e.state(inv2); got != "delivery=bounced/bounced invitation=bounced 550 5.1.1 no such user" {
+			t.Fatalf("bounce then blocked: %s", got)
 		}
 
 		// Another tenant's id on A's invitation changes nothing.
@@ -175,6 +188,20 @@ func TestSendGridWebhookMovesForwardOnly(t *testing.T) {
 		}
 		if got := e.state(inv3); got != "delivery=sent/ invitation=sent " {
 			t.Fatalf("a cross-tenant event changed A's invitation: %s", got)
+		}
+
+		// Resend runs skip the address that bounced after a block (and the
+		// one that complained), not one merely sent.
+		due, err := store.DueForResend(context.Background(), e.db, uuid.MustParse(tenant2), store.ResendPolicy{Now: e.now.Add(time.Hour)}, uuid.Nil, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dueIDs []string
+		for _, d := range due {
+			dueIDs = append(dueIDs, d.ID.String())
+		}
+		if len(dueIDs) != 1 || dueIDs[0] != inv3 {
+			t.Fatalf("due for resend %v, want only %s (not the bounced %s)", dueIDs, inv3, inv2)
 		}
 	})
 }
