@@ -277,3 +277,35 @@ func TestWebhookKeyParsedSafely(t *testing.T) {
 		}
 	}
 }
+
+// One event with a field of an unexpected type does not lose the others of
+// its post: it is skipped and counted, the rest apply. A bounce whose status
+// came as a number still applies, the number read as text.
+func TestSendGridWebhookSkipsEventsThatDoNotDecode(t *testing.T) {
+	t.Parallel()
+	sg := newSigner(t)
+	e := newEnvWith(t, storetest.NewPostgres(t), func(o *serverOptions) { o.webhookKey = sg.publicKey(t) })
+	key := e.tenant("a")
+	t1, inv1, d1 := e.sentInvitation(key, "1", "one@example.com")
+	t2, inv2, d2 := e.sentInvitation(key, "2", "two@example.com")
+	t3, inv3, d3 := e.sentInvitation(key, "3", "three@example.com")
+	events := []map[string]any{
+		{"event": "bounce", "type": "bounce", "status": 550, "reason": "no such user", "tenant_id": t1, "invitation_id": inv1, "delivery_id": d1},
+		{"event": "delivered", "tenant_id": t2, "invitation_id": inv2, "delivery_id": []string{d2}},
+		{"event": "bounce", "type": "bounce", "status": map[string]any{"code": 550}, "tenant_id": t3, "invitation_id": inv3, "delivery_id": d3},
+		{"event": "delivered", "tenant_id": t3, "invitation_id": inv3, "delivery_id": d3},
+	}
+	r := e.postEvents(sg, e.now, events)
+	if r.code != 200 || r.body["received"] != 4.0 || r.body["applied"] != 2.0 || r.body["skipped"] != 2.0 {
+		t.Fatalf("%d %s, want 200 with 4 received, 2 applied, 2 skipped", r.code, r.raw)
+	}
+	for inv, want := range map[string]string{
+		inv1: "delivery=bounced/bounced invitation=bounced 550 no such user",
+		inv2: "delivery=sent/ invitation=sent ",
+		inv3: "delivery=sent/delivered invitation=delivered ",
+	} {
+		if got := e.state(inv); got != want {
+			t.Errorf("%s: %s, want %s", inv, got, want)
+		}
+	}
+}
