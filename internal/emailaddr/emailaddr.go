@@ -50,14 +50,17 @@ func Normalize(s string) string {
 	return strings.ToLower(a.local) + "@" + a.asciiDomain
 }
 
-// ASCII is the address as it goes to SendGrid: trimmed, the local part as
-// typed and the domain in its ASCII (punycode) form, so that
-// "jurgen@bücher.example" is sent as "jurgen@xn--bcher-kva.example". It
-// fails as Validate does.
+// ASCII is the address as it goes to SendGrid: trimmed, and an
+// internationalised domain in its ASCII (punycode) form, so that
+// "jurgen@bücher.example" is sent as "jurgen@xn--bcher-kva.example"; an
+// address already ASCII is kept as typed. It fails as Validate does.
 func ASCII(s string) (string, error) {
 	a, err := parse(s)
 	if err != nil {
 		return "", err
+	}
+	if t := trimBlanks(s); isASCII(t) {
+		return t, nil
 	}
 	return a.local + "@" + a.asciiDomain, nil
 }

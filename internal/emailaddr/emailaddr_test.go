@@ -154,7 +154,7 @@ func TestNormalize(t *testing.T) {
 func TestASCII(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
-		" Jane.Doe@Example.COM ": "Jane.Doe@example.com",
+		" Jane.Doe@Example.COM ": "Jane.Doe@Example.COM",
 		"jurgen@Bücher.example":  "jurgen@xn--bcher-kva.example",
 		"ops@例子.广告":              "ops@xn--fsqu00a.xn--4rr70v",
 	} {
