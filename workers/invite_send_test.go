@@ -111,6 +111,10 @@ func TestInviteSendSendsOnceAndRecords(t *testing.T) {
 		if m.To != "Jane.Doe@Example.com" || m.CustomArgs["invitation_id"] != d.InvitationID.UUID.String() || m.CustomArgs["tenant_id"] != f.tenant.ID.String() {
 			t.Fatalf("email %+v", m)
 		}
+		// The link reaches the contact as it is: click tracking is off.
+		if m.ClickTracked || !strings.Contains(m.HTML, `href="https://portal.example.com/invitations/accept?token=`) {
+			t.Fatalf("link rewritten by SendGrid's click tracking:\n%s", m.HTML)
+		}
 		if !strings.Contains(m.Text, "https://portal.example.com/invitations/accept?token=") || !strings.Contains(m.HTML, "Parts &lt;Co&gt;") {
 			t.Fatalf("email body:\n%s\n%s", m.Text, m.HTML)
 		}

@@ -92,6 +92,11 @@ func (s *SendGrid) build(m Message) *sgmail.SGMailV3 {
 	if len(m.Categories) > 0 {
 		v3.AddCategories(m.Categories...)
 	}
+	// Click tracking off, whatever the account's setting: SendGrid would
+	// rewrite the single-use accept link through its own redirect, and the
+	// token would then sit in its activity feed and in click events.
+	v3.SetTrackingSettings(sgmail.NewTrackingSettings().SetClickTracking(
+		sgmail.NewClickTrackingSetting().SetEnable(false).SetEnableText(false)))
 	return v3
 }
 

@@ -190,3 +190,19 @@ func TestSendGridAddressesAreASCII(t *testing.T) {
 		t.Fatalf("%d requests, want none for the refused message", fake.Requests()-1)
 	}
 }
+
+// Every email turns SendGrid's click tracking off, whatever the account's
+// setting: the single-use link must reach the recipient as it is, not
+// through SendGrid's redirect (and its activity feed).
+func TestSendGridTurnsClickTrackingOff(t *testing.T) {
+	t.Parallel()
+	fake := sendgridfake.New(t)
+	fake.SetAccountClickTracking(true)
+	if _, err := mail.NewSendGrid(fake.APIKey, fake.URL, nil).Send(context.Background(), message("a@example.com")); err != nil {
+		t.Fatal(err)
+	}
+	m := fake.Messages()[0]
+	if m.ClickTracked || !strings.Contains(m.HTML, `href="https://x.example/a@example.com"`) {
+		t.Fatalf("links rewritten by click tracking: %s", m.HTML)
+	}
+}

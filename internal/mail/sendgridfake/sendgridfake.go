@@ -4,29 +4,48 @@
 // or 400/401/413 with SendGrid's error body), applies substitutions, and
 // keeps one Received per recipient. Failures and latency can be injected.
 //
+// When SendGrid's own OpenAPI description of mail send is beside the
+// project (../shared/testdata/sendgrid-oai), every request is also validated
+// against it, formats asserted (an address is format "email": ASCII), as a
+// validating proxy such as Prism would; its violations answer 400.
+//
 // What SendGrid accepts with 202 and then drops, the fake drops too, where a
-// test can see it (Dropped, GET /dropped): a to, cc or bcc name with `,` or
-// `;`, which SendGrid's documented limitations forbid and which makes it
-// read the name as an address and drop the email as Invalid.
+// test can see it (Dropped, GET /dropped): a recipient name with `,` or `;`,
+// which SendGrid's documented limitations forbid and which makes it read the
+// name as an address and drop the email as Invalid. And as in an account
+// with click tracking on (SetAccountClickTracking), the HTML links of a
+// request that does not turn it off are rewritten through a redirect
+// (Received.ClickTracked).
 package sendgridfake
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/mail"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 )
 
 // MaxBody is SendGrid's limit on the size of a mail send request.
@@ -47,6 +66,9 @@ type Received struct {
 	Attachments []Attachment
 	MessageID   string
 	Request     int // 1-based index of the request that carried it
+	// ClickTracked: SendGrid's click tracking rewrote the links (the
+	// request did not turn it off and the account has it on).
+	ClickTracked bool
 }
 
 // Dropped is an email SendGrid accepted (202) and then dropped, as its
@@ -84,6 +106,10 @@ type Server struct {
 	failures []int // statuses to answer next, in order
 	latency  time.Duration
 	inFlight atomic.Int32
+	// noClickTracking is the account's click tracking turned off; it is on
+	// by default, as in most accounts, so that a request that does not
+	// turn it off has its links rewritten.
+	noClickTracking bool
 }
 
 // New starts a fake for the test and stops it when the test ends.
@@ -147,6 +173,14 @@ func (s *Server) FailNext(status, n int) {
 func (s *Server) SetLatency(d time.Duration) {
 	s.mu.Lock()
 	s.latency = d
+	s.mu.Unlock()
+}
+
+// SetAccountClickTracking sets the account's click tracking (on unless
+// turned off), which applies to requests that do not set their own.
+func (s *Server) SetAccountClickTracking(on bool) {
+	s.mu.Lock()
+	s.noClickTracking = !on
 	s.mu.Unlock()
 }
 
@@ -255,7 +289,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	msgID := messageID()
-	received, dropped := req.expand(msgID, reqNo)
+	s.mu.Lock()
+	account := !s.noClickTracking
+	s.mu.Unlock()
+	received, dropped := req.expand(msgID, reqNo, account)
 	w.Header().Set("X-Message-Id", msgID)
 	w.WriteHeader(http.StatusAccepted)
 	if f, ok := w.(http.Flusher); ok {
@@ -315,13 +352,141 @@ type request struct {
 	ASM              any               `json:"asm,omitempty"`
 	IPPool           string            `json:"ip_pool_name,omitempty"`
 	MailSettings     any               `json:"mail_settings,omitempty"`
-	TrackingSettings any               `json:"tracking_settings,omitempty"`
+	TrackingSettings *trackingSettings `json:"tracking_settings,omitempty"`
+}
+
+type trackingSettings struct {
+	ClickTracking *struct {
+		Enable     *bool `json:"enable,omitempty"`
+		EnableText *bool `json:"enable_text,omitempty"`
+	} `json:"click_tracking,omitempty"`
+	OpenTracking         json.RawMessage `json:"open_tracking,omitempty"`
+	SubscriptionTracking json.RawMessage `json:"subscription_tracking,omitempty"`
+	Ganalytics           json.RawMessage `json:"ganalytics,omitempty"`
+}
+
+// clickTracking is what SendGrid does with the links of a request: the
+// request's tracking_settings.click_tracking, or else the account's
+// setting (HTML links only: the account's text setting is off).
+func (req *request) clickTracking(account bool) (html, text bool) {
+	html = account
+	if ts := req.TrackingSettings; ts != nil && ts.ClickTracking != nil {
+		if ts.ClickTracking.Enable != nil {
+			html = *ts.ClickTracking.Enable
+		}
+		if ts.ClickTracking.EnableText != nil {
+			text = *ts.ClickTracking.EnableText
+		}
+	}
+	return html, html && text
+}
+
+// SendGrid's click tracking finds links written as it documents them
+// (href="http…" or "https…", no blanks around =, not marked
+// clicktracking=off) and, in the text part when asked, bare URLs.
+var (
+	htmlLink = regexp.MustCompile(`<a\s[^>]*?href="(https?://[^"]+)"`)
+	textLink = regexp.MustCompile(`https?://[^\s<>"]+`)
+)
+
+// trackLink is the redirect SendGrid puts in place of a link: the original
+// is only in its records (activity, click events).
+func trackLink(u string) string {
+	return "https://click.sendgridfake.test/ls/click?upn=" + base64.RawURLEncoding.EncodeToString([]byte(u))
+}
+
+func rewriteLinks(html, text string, inHTML, inText bool) (string, string, bool) {
+	rewrote := false
+	if inHTML {
+		html = htmlLink.ReplaceAllStringFunc(html, func(a string) string {
+			if strings.Contains(strings.ToLower(a), "clicktracking=off") {
+				return a
+			}
+			rewrote = true
+			m := htmlLink.FindStringSubmatch(a)
+			return strings.Replace(a, m[1], trackLink(m[1]), 1)
+		})
+	}
+	if inText {
+		text = textLink.ReplaceAllStringFunc(text, func(u string) string {
+			rewrote = true
+			return trackLink(u)
+		})
+	}
+	return html, text, rewrote
 }
 
 // Validate checks a request body as SendGrid does and returns the
 // violations (none for a request SendGrid accepts).
 func Validate(body []byte) []FieldError {
 	_, errs := parse(body)
+	return errs
+}
+
+// oaiFile is the mail send path of SendGrid's own OpenAPI description
+// (sendgrid/sendgrid-oai), kept beside the project rather than in it.
+const oaiFile = "shared/testdata/sendgrid-oai/paths/mail_send/mail_send.json"
+
+// openAPI is the request body schema of SendGrid's OpenAPI description,
+// compiled once with format assertions on (an address is format "email":
+// ASCII). It is found beside the module that runs (../shared); nil when it
+// is not there, and then only the fake's own checks apply.
+var openAPI = sync.OnceValues(func() (*jsonschema.Schema, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return nil, fmt.Errorf("sendgridfake: no module root above the working directory")
+		}
+		dir = parent
+	}
+	path := filepath.Join(filepath.Dir(dir), filepath.FromSlash(oaiFile))
+	if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020) // OpenAPI 3.1 schemas are JSON Schema 2020-12
+	c.AssertFormat()
+	return c.Compile((&url.URL{Scheme: "file", Path: filepath.ToSlash(path)}).String() + "#/mail_send/post/requestBody/content/application~1json/schema")
+})
+
+// checkOpenAPI validates a body against SendGrid's OpenAPI description, if
+// it is at hand, and returns the violations as SendGrid-shaped errors.
+func checkOpenAPI(body []byte) []FieldError {
+	schema, err := openAPI()
+	if err != nil {
+		return nil
+	}
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
+	if err != nil {
+		return nil // the fake's own decoding reports it
+	}
+	var ve *jsonschema.ValidationError
+	if err := schema.Validate(inst); !errors.As(err, &ve) {
+		return nil
+	}
+	var errs []FieldError
+	p := message.NewPrinter(language.English)
+	var walk func(e *jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if len(e.Causes) == 0 {
+			msg := e.ErrorKind.LocalizedString(p)
+			if f, ok := e.ErrorKind.(*kind.Format); ok {
+				msg = "not a valid " + f.Want // the value (an address) stays out: errors reach logs
+			}
+			errs = append(errs, field(strings.Join(e.InstanceLocation, "."), "SendGrid's OpenAPI description refuses it: "+msg))
+		}
+		for _, c := range e.Causes {
+			walk(c)
+		}
+	}
+	walk(ve)
 	return errs
 }
 
@@ -346,7 +511,7 @@ func parse(body []byte) (*request, []FieldError) {
 	if err := dec.Decode(&req); err != nil {
 		return nil, []FieldError{{Message: "Bad Request: " + err.Error()}}
 	}
-	var errs []FieldError
+	errs := checkOpenAPI(body)
 	add := func(f, msg string) { errs = append(errs, field(f, msg)) }
 	if req.From == nil || req.From.Email == "" {
 		add("from.email", "The from object must be provided for every email send. It is an object that requires the email parameter, but may also contain a name parameter.")
@@ -466,7 +631,8 @@ func droppedName(name string) (string, bool) {
 
 // expand applies each personalization's substitutions and returns one
 // Received per recipient, and the emails SendGrid would drop apart.
-func (req *request) expand(msgID string, reqNo int) ([]Received, []Dropped) {
+func (req *request) expand(msgID string, reqNo int, accountClickTracking bool) ([]Received, []Dropped) {
+	trackHTML, trackText := req.clickTracking(accountClickTracking)
 	var text, html string
 	for _, c := range req.Content {
 		switch c.Type {
@@ -512,6 +678,7 @@ func (req *request) expand(msgID string, reqNo int) ([]Received, []Dropped) {
 				CustomArgs: args, Categories: req.Categories, Attachments: atts,
 				MessageID: msgID, Request: reqNo,
 			}
+			r.HTML, r.Text, r.ClickTracked = rewriteLinks(r.HTML, r.Text, trackHTML, trackText)
 			if reason, ok := droppedName(to.Name); ok {
 				dropped = append(dropped, Dropped{Received: r, Reason: reason})
 				continue
