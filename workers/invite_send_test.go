@@ -283,3 +283,31 @@ func TestInviteSendInternationalAddresses(t *testing.T) {
 		t.Fatalf("%d requests, emails %+v", f.fake.Requests(), m)
 	}
 }
+
+// A refused email keeps SendGrid's messages as its reason, stored whole
+// and as valid text, whatever the body looked like.
+func TestInviteSendFailureReasonIsStored(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *bun.DB) {
+		f := newFixture(t, db)
+		for _, tc := range []struct{ body, want string }{
+			{`{"errors":[{"message":"Does not contain a valid address.","field":"personalizations.0.to","help":"http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message.personalizations.to"}]}`,
+				"personalizations.0.to: Does not contain a valid address."},
+			{"<html><body><h1>400 Bad Request</h1>" + strings.Repeat("ü", 300) + "</body></html>", "Bad Request: <html><body><h1>400 Bad Request</h1>ü"},
+		} {
+			d := f.pendingDelivery(t, uuid.NewString()[:8], uuid.NewString()[:8]+"@example.com", store.CustomerActive)
+			f.fake.FailNextWith(400, tc.body, 1)
+			if err := f.process(t, d); err != nil {
+				t.Fatalf("process: %v", err)
+			}
+			got := f.state(t, d.ID)
+			if got.State != store.DeliveryFailed || !strings.Contains(got.LastError, tc.want) || strings.Contains(got.LastError, "{") {
+				t.Fatalf("delivery %s: %q, want it to hold %q", got.State, got.LastError, tc.want)
+			}
+			inv, err := store.GetInvitation(context.Background(), db, f.tenant.ID, d.InvitationID.UUID)
+			if err != nil || inv.DeliveryError != got.LastError {
+				t.Fatalf("invitation's delivery_error %q, %v", inv.DeliveryError, err)
+			}
+		}
+	})
+}

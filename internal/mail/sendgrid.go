@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sendgrid/rest"
 	"github.com/sendgrid/sendgrid-go"
@@ -120,32 +121,108 @@ func classify(resp *rest.Response, now time.Time) error {
 	return e
 }
 
+// maxReason bounds the reason a failure keeps (on the delivery and its
+// invitation, and in logs): room for several of SendGrid's messages.
+const maxReason = 1000
+
+// reason is what SendGrid said, as text: the message (with its field) of
+// each error of its error list, not the raw body. SendGrid answers a batch
+// with one error per bad recipient, so the list is cut at whole entries,
+// saying how many were left out. A body of another shape (a proxy's error
+// page) gives the status and the start of the body on one line, cut on a
+// character boundary: the reason is stored as UTF-8 text.
 func reason(resp *rest.Response) string {
-	var body struct {
-		Errors []struct {
-			Message string  `json:"message"`
-			Field   *string `json:"field"`
-		} `json:"errors"`
-	}
-	if err := json.Unmarshal([]byte(resp.Body), &body); err == nil && len(body.Errors) > 0 {
-		parts := make([]string, 0, len(body.Errors))
-		for _, e := range body.Errors {
-			if e.Field != nil && *e.Field != "" {
-				parts = append(parts, fmt.Sprintf("%s: %s", *e.Field, e.Message))
-			} else {
-				parts = append(parts, e.Message)
+	if msgs := errorMessages(resp.Body); len(msgs) > 0 {
+		var b strings.Builder
+		for i, m := range msgs {
+			if i > 0 && b.Len()+2+len(m) > maxReason {
+				fmt.Fprintf(&b, "; and %d more", len(msgs)-i)
+				break
 			}
+			if i > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(truncate(m, maxReason))
 		}
-		return strings.Join(parts, "; ")
+		return b.String()
 	}
-	text := strings.TrimSpace(resp.Body)
-	if len(text) > 300 {
-		text = text[:300]
-	}
+	status := http.StatusText(resp.StatusCode)
+	text := oneLine(resp.Body)
 	if text == "" {
-		text = http.StatusText(resp.StatusCode)
+		return status
 	}
-	return text
+	return status + ": " + truncate(text, 200)
+}
+
+// errorMessages reads SendGrid's error list ({"errors":[{"message":…,
+// "field":…,"help":…}]}), each entry as "field: message", tolerating
+// fields of other types than its OpenAPI description says; duplicates are
+// kept once. It also takes a lone {"message":…} or {"error":…}.
+func errorMessages(body string) []string {
+	var doc struct {
+		Errors  []map[string]json.RawMessage `json:"errors"`
+		Message json.RawMessage              `json:"message"`
+		Error   json.RawMessage              `json:"error"`
+	}
+	if json.Unmarshal([]byte(body), &doc) != nil {
+		return nil
+	}
+	var out []string
+	seen := map[string]bool{}
+	add := func(m string) {
+		if m != "" && !seen[m] {
+			seen[m] = true
+			out = append(out, m)
+		}
+	}
+	for _, e := range doc.Errors {
+		msg, field := jsonText(e["message"]), jsonText(e["field"])
+		switch {
+		case msg == "":
+			continue
+		case field != "":
+			add(field + ": " + msg)
+		default:
+			add(msg)
+		}
+	}
+	if len(out) == 0 {
+		add(jsonText(doc.Message))
+		add(jsonText(doc.Error))
+	}
+	return out
+}
+
+// jsonText is a JSON value as one line of text: a string's content, null
+// as nothing, anything else as its JSON.
+func jsonText(v json.RawMessage) string {
+	if len(v) == 0 || string(v) == "null" {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(v, &s) != nil {
+		s = string(v)
+	}
+	return oneLine(s)
+}
+
+// oneLine is s as storable text on one line: valid UTF-8, no control
+// characters (no NUL, which Postgres text cannot hold), blanks collapsed.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(headerSafe(strings.ToValidUTF8(s, "\uFFFD"))), " ")
+}
+
+// truncate cuts s to at most n bytes on a character boundary, marking the
+// cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func header(h map[string][]string, name string) string {

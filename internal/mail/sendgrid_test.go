@@ -2,10 +2,12 @@ package mail_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/onboard-dev/onboard/internal/mail"
 	"github.com/onboard-dev/onboard/internal/mail/sendgridfake"
@@ -204,5 +206,46 @@ func TestSendGridTurnsClickTrackingOff(t *testing.T) {
 	m := fake.Messages()[0]
 	if m.ClickTracked || !strings.Contains(m.HTML, `href="https://x.example/a@example.com"`) {
 		t.Fatalf("links rewritten by click tracking: %s", m.HTML)
+	}
+}
+
+// A failure keeps what SendGrid said: the message and field of each of its
+// errors, never the raw body cut mid-JSON (or mid-character, which the
+// database would refuse).
+func TestSendGridFailureReasons(t *testing.T) {
+	t.Parallel()
+	var many []string
+	for i := range 40 {
+		many = append(many, fmt.Sprintf(`{"message":"Does not contain a valid address.","field":"personalizations.%d.to","help":"http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message.personalizations.to"}`, i))
+	}
+	for _, tc := range []struct {
+		name, body string
+		want       []string
+		most       int
+	}{
+		{"many errors", `{"errors":[` + strings.Join(many, ",") + `]}`,
+			[]string{"HTTP 400): personalizations.0.to: Does not contain a valid address.; personalizations.1.to: ", "; and ", " more"}, 1100},
+		{"fields of other types", `{"errors":[{"message":"The from address does not match a verified Sender Identity.","field":["from"],"help":{"url":"https://sendgrid.com/docs"}},{"message":"Bad Request","field":null,"help":null}],"id":"x"}`,
+			[]string{`["from"]: The from address does not match a verified Sender Identity.; Bad Request`}, 300},
+		{"duplicates once", `{"errors":[{"message":"Bad Request","field":null},{"message":"Bad Request","field":null}]}`,
+			[]string{"HTTP 400): Bad Request"}, 100},
+		{"a proxy's page", "<html>\n<body>" + strings.Repeat("é", 150) + "\x00</body></html>",
+			[]string{"HTTP 400): Bad Request: <html> <body>éé", "…"}, 300},
+	} {
+		fake := sendgridfake.New(t)
+		fake.FailNextWith(400, tc.body, 1)
+		_, err := mail.NewSendGrid(fake.APIKey, fake.URL, nil).Send(context.Background(), message("a@example.com"))
+		if err == nil {
+			t.Fatalf("%s: no error", tc.name)
+		}
+		got := err.Error()
+		for _, w := range tc.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: %q lacks %q", tc.name, got, w)
+			}
+		}
+		if len(got) > tc.most || !utf8.ValidString(got) || strings.ContainsAny(got, "{}\n\x00") {
+			t.Errorf("%s: %d bytes, valid UTF-8 %v: %q", tc.name, len(got), utf8.ValidString(got), got)
+		}
 	}
 }

@@ -103,7 +103,7 @@ type Server struct {
 	messages []Received
 	dropped  []Dropped
 	requests int
-	failures []int // statuses to answer next, in order
+	failures []failure // answers to give next, in order
 	latency  time.Duration
 	inFlight atomic.Int32
 	// noClickTracking is the account's click tracking turned off; it is on
@@ -158,13 +158,22 @@ func NewHandler(apiKey string) (*Server, http.Handler) {
 	return s, mux
 }
 
+type failure struct {
+	status int
+	body   string // empty: SendGrid's error list with one "injected failure"
+}
+
 // FailNext answers the next n requests with status (429 comes with
 // X-RateLimit-Reset one second ahead).
-func (s *Server) FailNext(status, n int) {
+func (s *Server) FailNext(status, n int) { s.FailNextWith(status, "", n) }
+
+// FailNextWith answers the next n requests with status and body as it is
+// (SendGrid's error list of many entries, a proxy's HTML page…).
+func (s *Server) FailNextWith(status int, body string, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for range n {
-		s.failures = append(s.failures, status)
+		s.failures = append(s.failures, failure{status, body})
 	}
 }
 
@@ -245,7 +254,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.requests++
 	reqNo := s.requests
 	latency := s.latency
-	var fail int
+	var fail failure
 	if len(s.failures) > 0 {
 		fail, s.failures = s.failures[0], s.failures[1:]
 	}
@@ -276,11 +285,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if fail != 0 {
-		if fail == http.StatusTooManyRequests {
+	if fail.status != 0 {
+		if fail.status == http.StatusTooManyRequests {
 			w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10))
 		}
-		writeErrors(w, fail, FieldError{Message: fmt.Sprintf("injected failure %d", fail)})
+		if fail.body != "" {
+			w.WriteHeader(fail.status)
+			_, _ = io.WriteString(w, fail.body)
+			return
+		}
+		writeErrors(w, fail.status, FieldError{Message: fmt.Sprintf("injected failure %d", fail.status)})
 		return
 	}
 	req, errs := parse(body)
