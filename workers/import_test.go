@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/onboard-dev/onboard/internal/erp"
 	"github.com/onboard-dev/onboard/internal/importer"
+	"github.com/onboard-dev/onboard/internal/mail/sendgridfake"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
 	"github.com/onboard-dev/onboard/store/storetest"
@@ -208,7 +210,7 @@ func TestImportPartialSuccessLogsEveryBadRow(t *testing.T) {
 			t.Fatalf("report: %q\n%s", report.subject, report.text)
 		}
 		ok := string(atts["customers-succeeded.csv"])
-		if !strings.HasPrefix(ok, "Row,Account Number,Customer Email,Customer First Name,Customer Last Name\n") ||
+		if !strings.HasPrefix(ok, "\uFEFFRow,Account Number,Customer Email,Customer First Name,Customer Last Name\n") ||
 			!strings.Contains(ok, "2,1001,ann@example.com,Ann,Able\n") || !strings.Contains(ok, `13,1013,ivy@example.com,"Ivy`+"\n"+`Marie","'=HYPERLINK(""http://x"")"`) {
 			t.Fatalf("succeeded attachment:\n%s", ok)
 		}
@@ -631,5 +633,48 @@ func TestImportInternationalAddresses(t *testing.T) {
 	sort.Strings(to)
 	if !slices.Equal(to, []string{"jurgen@xn--bcher-kva.example", "ops@xn--bcher-kva.example"}) {
 		t.Fatalf("emails to %q", to)
+	}
+}
+
+// The confirmation's CSVs open right in Excel on Windows: UTF-8 with a BOM
+// (without one Excel reads the ANSI code page and Zoë, 山田 come out
+// garbled), typed text/csv; charset=utf-8. The failed rows, fixed and
+// uploaded again, read back with their names intact.
+func TestImportReportCSVsCarryABOM(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	withDispatcher(t, f)
+	csv := "Account Number,Customer Email,First Name,Last Name\n" +
+		"1,zoe@example.com,Zoë,Ågren\n" +
+		",taro@example.com,太郎,山田\n"
+	im := f.upload(t, []byte(csv), nil)
+	if err := f.importNow(t, im); err != nil {
+		t.Fatal(err)
+	}
+	f.drainOutbox(t, map[string]bool{})
+	var atts []sendgridfake.Attachment
+	for _, m := range f.fake.Messages() {
+		if m.To == "sender@vendor.example.com" {
+			atts = m.Attachments
+		}
+	}
+	if len(atts) != 2 {
+		t.Fatalf("%d attachments", len(atts))
+	}
+	for _, a := range atts {
+		if a.Type != "text/csv; charset=utf-8" || !bytes.HasPrefix(a.Content, []byte("\uFEFF")) || !utf8.Valid(a.Content) {
+			t.Errorf("%s: type %q, starts %q", a.Filename, a.Type, a.Content[:min(8, len(a.Content))])
+		}
+	}
+	if !strings.Contains(string(atts[0].Content), "Zoë,Ågren") {
+		t.Errorf("succeeded rows:\n%s", atts[0].Content)
+	}
+	r, err := importer.OpenCSV(bytes.NewReader(atts[1].Content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row, err := r.Next()
+	if err != nil || row.Email != "taro@example.com" || row.FirstName != "太郎" || row.LastName != "山田" {
+		t.Fatalf("failed row read back: %+v %v", row, err)
 	}
 }
