@@ -102,10 +102,19 @@ func (s *SendGrid) build(m Message) *sgmail.SGMailV3 {
 }
 
 // classify turns a non-2xx answer into a SendError: 429 and 5xx are
-// temporary (with SendGrid's X-RateLimit-Reset, or Retry-After, as the wait),
-// every other status is permanent with SendGrid's own reason.
+// temporary (with SendGrid's X-RateLimit-Reset, or Retry-After, as the
+// wait); a 400 that may be about a recipient and a 413 are permanent; every
+// other refusal (401, 403, 404, …, and a 400 naming only the message's own
+// fields) is of the request as a whole, which no recipient caused.
 func classify(resp *rest.Response, now time.Time) error {
 	e := &SendError{StatusCode: resp.StatusCode, Reason: reason(resp)}
+	switch {
+	case resp.StatusCode == http.StatusBadRequest:
+		e.Refused = messageLevel(resp.Body)
+	case resp.StatusCode == http.StatusRequestEntityTooLarge:
+	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests:
+		e.Refused = true
+	}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500 {
 		e.Temporary = true
 		if reset, err := strconv.ParseInt(header(resp.Headers, "X-RateLimit-Reset"), 10, 64); err == nil {
@@ -152,6 +161,27 @@ func reason(resp *rest.Response) string {
 		return status
 	}
 	return status + ": " + truncate(text, 200)
+}
+
+// messageLevel reports whether a 400's errors are all about the message's
+// own fields (from, reply_to, subject, content, attachments, headers,
+// tracking settings…), none about a personalization (a recipient, its
+// substitutions or custom args) and none silent about the field: then no
+// recipient caused it.
+func messageLevel(body string) bool {
+	var doc struct {
+		Errors []map[string]json.RawMessage `json:"errors"`
+	}
+	if json.Unmarshal([]byte(body), &doc) != nil || len(doc.Errors) == 0 {
+		return false
+	}
+	for _, e := range doc.Errors {
+		f := jsonText(e["field"])
+		if f == "" || f == "personalizations" || strings.HasPrefix(f, "personalizations.") || strings.HasPrefix(f, "personalizations[") {
+			return false
+		}
+	}
+	return true
 }
 
 // errorMessages reads SendGrid's error list ({"errors":[{"message":…,

@@ -2,6 +2,7 @@ package mail_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -52,23 +53,33 @@ func TestSendGridSendsAndSubstitutes(t *testing.T) {
 
 func TestSendGridClassifiesAnswers(t *testing.T) {
 	t.Parallel()
+	recipient := `{"errors":[{"message":"Does not contain a valid address.","field":"personalizations.0.to","help":null}]}`
+	silent := `{"errors":[{"message":"Bad Request","field":null,"help":null}]}`
+	fromField := `{"errors":[{"message":"The from email does not contain a valid address.","field":"from.email","help":null}]}`
 	for _, tc := range []struct {
-		status    int
-		temporary bool
-		retry     bool
+		status                    int
+		body                      string
+		temporary, retry, refused bool
+		account, split            bool
 	}{
-		{429, true, true},
-		{500, true, false},
-		{503, true, false},
-		{400, false, false},
-		{401, false, false},
-		{413, false, false},
+		{429, "", true, true, false, false, false},
+		{500, "", true, false, false, false, false},
+		{503, "", true, false, false, false, false},
+		{400, recipient, false, false, false, false, true},
+		{400, silent, false, false, false, false, true},
+		{400, fromField, false, false, true, false, false},
+		{401, "", false, false, true, true, false},
+		{403, "", false, false, true, true, false},
+		{404, "", false, false, true, true, false},
+		{413, "", false, false, false, false, true},
 	} {
 		fake := sendgridfake.New(t)
-		fake.FailNext(tc.status, 1)
+		fake.FailNextWith(tc.status, tc.body, 1)
 		_, err := mail.NewSendGrid(fake.APIKey, fake.URL, nil).Send(context.Background(), message("a@example.com"))
-		if err == nil || mail.IsTemporary(err) != tc.temporary {
-			t.Errorf("%d: %v, want temporary=%v", tc.status, err, tc.temporary)
+		var se *mail.SendError
+		if !errors.As(err, &se) || mail.IsTemporary(err) != tc.temporary || mail.IsRefused(err) != tc.refused ||
+			se.AccountLevel() != tc.account || mail.MaySplit(err) != tc.split {
+			t.Errorf("%d %s: %v, want temporary=%v refused=%v account=%v split=%v", tc.status, tc.body, err, tc.temporary, tc.refused, tc.account, tc.split)
 		}
 		if _, ok := mail.RetryAfter(err); ok != tc.retry {
 			t.Errorf("%d: retry-after given %v, want %v", tc.status, ok, tc.retry)
@@ -76,12 +87,31 @@ func TestSendGridClassifiesAnswers(t *testing.T) {
 	}
 }
 
-func TestSendGridBadKeyIsPermanentWithReason(t *testing.T) {
+// A revoked key and an unverified sender are refusals of the account: no
+// recipient caused them, the emails must wait.
+func TestSendGridAccountRefusals(t *testing.T) {
 	t.Parallel()
 	fake := sendgridfake.New(t)
 	_, err := mail.NewSendGrid("SG.wrong", fake.URL, nil).Send(context.Background(), message("a@example.com"))
-	if err == nil || mail.IsTemporary(err) || !strings.Contains(err.Error(), "authorization") {
-		t.Fatalf("got %v", err)
+	if !mail.IsRefused(err) || mail.IsTemporary(err) || mail.MaySplit(err) || !strings.Contains(err.Error(), "authorization") {
+		t.Fatalf("wrong key: %v", err)
+	}
+	fake.SetVerifiedSenders("someone@vendor.example.com")
+	_, err = mail.NewSendGrid(fake.APIKey, fake.URL, nil).Send(context.Background(), message("a@example.com"))
+	var se *mail.SendError
+	if !errors.As(err, &se) || se.StatusCode != 403 || !se.Refused || !se.AccountLevel() || !strings.Contains(se.Reason, "from: The from address does not match a verified Sender Identity") {
+		t.Fatalf("unverified sender: %v", err)
+	}
+	fake.SetVerifiedSenders("Invites@Vendor.example.com")
+	if _, err := mail.NewSendGrid(fake.APIKey, fake.URL, nil).Send(context.Background(), message("a@example.com")); err != nil {
+		t.Fatalf("verified sender: %v", err)
+	}
+	fake.SetAPIKey("SG.rotated")
+	if _, err := mail.NewSendGrid(fake.APIKey, fake.URL, nil).Send(context.Background(), message("a@example.com")); !mail.IsRefused(err) {
+		t.Fatalf("revoked key: %v", err)
+	}
+	if _, err := mail.NewSendGrid("SG.rotated", fake.URL, nil).Send(context.Background(), message("a@example.com")); err != nil {
+		t.Fatalf("new key: %v", err)
 	}
 }
 

@@ -110,6 +110,8 @@ type Server struct {
 	// by default, as in most accounts, so that a request that does not
 	// turn it off has its links rewritten.
 	noClickTracking bool
+	key             string          // the key accepted now (APIKey until SetAPIKey)
+	senders         map[string]bool // verified Sender Identities; nil: any sender
 }
 
 // New starts a fake for the test and stops it when the test ends.
@@ -124,6 +126,7 @@ func NewServer() *Server {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	s := &Server{APIKey: "SG.fake-" + hex.EncodeToString(b[:])}
+	s.key = s.APIKey
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
 	return s
@@ -140,7 +143,7 @@ func (s *Server) Close() {
 // cmd/sendgridfake): POST /v3/mail/send as SendGrid, and GET /messages
 // listing what it accepted, as JSON, for a person to look at.
 func NewHandler(apiKey string) (*Server, http.Handler) {
-	s := &Server{APIKey: apiKey}
+	s := &Server{APIKey: apiKey, key: apiKey}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v3/mail/send", s.serve)
 	mux.HandleFunc("GET /messages", func(w http.ResponseWriter, r *http.Request) {
@@ -183,6 +186,26 @@ func (s *Server) SetLatency(d time.Duration) {
 	s.mu.Lock()
 	s.latency = d
 	s.mu.Unlock()
+}
+
+// SetAPIKey makes key the one the account takes: any other, APIKey
+// included, is answered 401 as a revoked key is.
+func (s *Server) SetAPIKey(key string) {
+	s.mu.Lock()
+	s.key = key
+	s.mu.Unlock()
+}
+
+// SetVerifiedSenders limits the senders to these verified Sender
+// Identities (none given: any sender, the default): a request from another
+// address is answered 403, as SendGrid does, with its message.
+func (s *Server) SetVerifiedSenders(emails ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.senders = map[string]bool{}
+	for _, e := range emails {
+		s.senders[strings.ToLower(e)] = true
+	}
 }
 
 // SetAccountClickTracking sets the account's click tracking (on unless
@@ -254,6 +277,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.requests++
 	reqNo := s.requests
 	latency := s.latency
+	key, senders := s.key, s.senders
 	var fail failure
 	if len(s.failures) > 0 {
 		fail, s.failures = s.failures[0], s.failures[1:]
@@ -264,7 +288,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case r.Method != http.MethodPost || r.URL.Path != "/v3/mail/send":
 		writeErrors(w, http.StatusNotFound, FieldError{Message: "not found"})
 		return
-	case r.Header.Get("Authorization") != "Bearer "+s.APIKey:
+	case r.Header.Get("Authorization") != "Bearer "+key:
 		writeErrors(w, http.StatusUnauthorized, FieldError{Message: "The provided authorization grant is invalid, expired, or revoked"})
 		return
 	case !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json"):
@@ -300,6 +324,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	req, errs := parse(body)
 	if len(errs) > 0 {
 		writeErrors(w, http.StatusBadRequest, errs...)
+		return
+	}
+	if senders != nil && !senders[strings.ToLower(req.From.Email)] {
+		// SendGrid's own answer (sendgrid-ruby#489 shows it whole).
+		writeErrors(w, http.StatusForbidden, field("from", "The from address does not match a verified Sender Identity. Mail cannot be sent until this error is resolved. Visit https://sendgrid.com/docs/for-developers/sending-email/sender-identity/ to see the Sender Identity requirements"))
 		return
 	}
 	msgID := messageID()
