@@ -15,6 +15,7 @@ import (
 	"github.com/onboard-dev/onboard/internal/csvsafe"
 	"github.com/onboard-dev/onboard/internal/importer"
 	"github.com/onboard-dev/onboard/internal/mail"
+	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
 	"github.com/onboard-dev/onboard/templates"
 )
@@ -39,6 +40,9 @@ func (d *Deps) handleImportReport(ctx context.Context, t *asynq.Task) error {
 		return nil
 	}
 	if err != nil {
+		return err
+	}
+	if err := d.held(ctx); err != nil {
 		return err
 	}
 	now := d.now()
@@ -71,6 +75,14 @@ func (d *Deps) handleImportReport(ctx context.Context, t *asynq.Task) error {
 		return nil
 	case mail.IsTemporary(err) && !lastAttempt(ctx):
 		return d.releaseReport(ctx, del, err)
+	case mail.IsRefused(err):
+		err := d.waitForFix(ctx, im.TenantID, claimed, err, func([]string) jobs.Job {
+			return jobs.NewImportReport(im.TenantID.String(), im.ID.String())
+		})
+		if err == nil {
+			d.completed(ctx) // handed over to a new task
+		}
+		return err
 	}
 	if ferr := store.FailDeliveries(context.WithoutCancel(ctx), d.DB, []uuid.UUID{del.ID}, err.Error(), d.now()); ferr != nil {
 		return ferr

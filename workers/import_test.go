@@ -20,6 +20,7 @@ import (
 
 	"github.com/onboard-dev/onboard/internal/erp"
 	"github.com/onboard-dev/onboard/internal/importer"
+	"github.com/onboard-dev/onboard/internal/mail"
 	"github.com/onboard-dev/onboard/internal/mail/sendgridfake"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
@@ -676,5 +677,34 @@ func TestImportReportCSVsCarryABOM(t *testing.T) {
 	row, err := r.Next()
 	if err != nil || row.Email != "taro@example.com" || row.FirstName != "太郎" || row.LastName != "山田" {
 		t.Fatalf("failed row read back: %+v %v", row, err)
+	}
+}
+
+// The confirmation email waits too when SendGrid refuses the sender, and
+// goes out once the sender is verified.
+func TestImportReportWaitsForTheFix(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	withDispatcher(t, f)
+	f.fake.SetVerifiedSenders("someone-else@vendor.example.com")
+	im := f.upload(t, []byte("Account Number,Customer Email\n,nobody@example.com\n"), nil)
+	if err := f.importNow(t, im); err != nil {
+		t.Fatal(err)
+	}
+	report := jobs.NewImportReport(f.tenant.ID.String(), im.ID.String())
+	err := f.runTask(t, report)
+	if !mail.IsRefused(err) || errors.Is(err, asynq.SkipRetry) || workers.IsFailure(err) {
+		t.Fatalf("refused: %v, want a wait", err)
+	}
+	d, err := store.ImportReportDelivery(context.Background(), f.db, im.ID)
+	if err != nil || d.State != store.DeliveryQueued || !strings.Contains(d.LastError, "verified Sender Identity") {
+		t.Fatalf("report delivery %+v %v", d, err)
+	}
+	f.fake.SetVerifiedSenders("invites@vendor.example.com")
+	if err := f.runTask(t, report); err != nil {
+		t.Fatal(err)
+	}
+	if m := f.fake.Messages(); len(m) != 1 || m[0].To != "sender@vendor.example.com" {
+		t.Fatalf("emails %+v", m)
 	}
 }
