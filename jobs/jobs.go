@@ -119,6 +119,16 @@ func newJob(taskType string, id string, p any) Job {
 	return Job{Type: taskType, ID: id, Payload: b}
 }
 
+// Again is the job that takes over j's work when j's task has used its
+// last retry with the work still waiting (SendGrid refused the account):
+// the same type and payload under a new id, named by the attempt (which
+// only grows), so that handing over twice records one task.
+func Again(j Job, attempt int) Job {
+	base, _, _ := strings.Cut(j.ID, ":again-")
+	j.ID = fmt.Sprintf("%s:again-%d", base, attempt)
+	return j
+}
+
 // Decode reads a task's payload, failing permanently on a malformed one
 // (retrying cannot mend it).
 func Decode(t *asynq.Task, into any) error {

@@ -12,8 +12,9 @@ import (
 // Delivery states: one email to be sent, being sent or done.
 //
 //	queued ──claim──> sending ──provider 2xx──> sent ──event──> bounced
-//	   ^                 │ transient error            (or delivered/complained as an event)
-//	   └─────release─────┘ permanent error / retries exhausted ──> failed
+//	   ^                 │ transient error, or the     (or delivered/complained as an event)
+//	   │                 │ request refused as a whole (revoked key, unverified sender)
+//	   └─────release─────┘ permanent error of the email / retries exhausted ──> failed
 //
 // A claim holds a lease: a worker that dies mid-send leaves the delivery in
 // `sending`, and once the lease runs out another attempt takes it over.

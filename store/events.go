@@ -14,8 +14,10 @@ import (
 // What the provider said happened to a sent email, as recorded on the
 // delivery's event (and the invitation's delivery_status). Events arrive
 // late, out of order and more than once, so a record only moves forward:
-// delivered, then blocked or bounced, then complained; an event of the same
-// or a lower rank changes nothing.
+// delivered, then blocked, then bounced, then complained; an event of the
+// same or a lower rank changes nothing. A hard bounce outranks a block: a
+// block is usually the receiving server's policy of the moment, a bounce
+// says the address is bad, and resend runs must stop mailing it.
 const (
 	EventDelivered  = "delivered"
 	EventBlocked    = "blocked" // refused by the receiving server's policy; kept apart from bounces
@@ -23,13 +25,12 @@ const (
 	EventComplained = "complained"
 )
 
-// eventRank orders the events; blocked and bounced share a rank, so the
-// first of the two to arrive stays.
-var eventRank = map[string]int{EventDelivered: 1, EventBlocked: 2, EventBounced: 2, EventComplained: 3}
+// eventRank orders the events.
+var eventRank = map[string]int{EventDelivered: 1, EventBlocked: 2, EventBounced: 3, EventComplained: 4}
 
 // rankSQL is eventRank as SQL over a column.
 func rankSQL(col string) string {
-	return "(CASE " + col + " WHEN 'delivered' THEN 1 WHEN 'blocked' THEN 2 WHEN 'bounced' THEN 2 WHEN 'complained' THEN 3 ELSE 0 END)"
+	return "(CASE " + col + " WHEN 'delivered' THEN 1 WHEN 'blocked' THEN 2 WHEN 'bounced' THEN 3 WHEN 'complained' THEN 4 ELSE 0 END)"
 }
 
 // DeliveryEvent is one provider event mapped back to our records through

@@ -15,6 +15,7 @@ import (
 	"github.com/onboard-dev/onboard/internal/csvsafe"
 	"github.com/onboard-dev/onboard/internal/importer"
 	"github.com/onboard-dev/onboard/internal/mail"
+	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
 	"github.com/onboard-dev/onboard/templates"
 )
@@ -39,6 +40,9 @@ func (d *Deps) handleImportReport(ctx context.Context, t *asynq.Task) error {
 		return nil
 	}
 	if err != nil {
+		return err
+	}
+	if err := d.held(ctx); err != nil {
 		return err
 	}
 	now := d.now()
@@ -71,6 +75,14 @@ func (d *Deps) handleImportReport(ctx context.Context, t *asynq.Task) error {
 		return nil
 	case mail.IsTemporary(err) && !lastAttempt(ctx):
 		return d.releaseReport(ctx, del, err)
+	case mail.IsRefused(err):
+		err := d.waitForFix(ctx, im.TenantID, claimed, err, func([]string) jobs.Job {
+			return jobs.NewImportReport(im.TenantID.String(), im.ID.String())
+		})
+		if err == nil {
+			d.completed(ctx) // handed over to a new task
+		}
+		return err
 	}
 	if ferr := store.FailDeliveries(context.WithoutCancel(ctx), d.DB, []uuid.UUID{del.ID}, err.Error(), d.now()); ferr != nil {
 		return ferr
@@ -106,7 +118,7 @@ func (d *Deps) importReportMessage(ctx context.Context, tenant *store.Tenant, im
 			return mail.Message{}, err
 		}
 		data.SucceededFile, data.SucceededListed, data.SucceededTruncated = base+"-succeeded.csv", listed, truncated
-		attachments = append(attachments, mail.Attachment{Filename: data.SucceededFile, ContentType: "text/csv", Content: content})
+		attachments = append(attachments, mail.Attachment{Filename: data.SucceededFile, ContentType: attachmentCSVType, Content: content})
 	}
 	if im.Failed > 0 {
 		content, listed, truncated, err := failedRowsCSV(ctx, d, im)
@@ -114,7 +126,7 @@ func (d *Deps) importReportMessage(ctx context.Context, tenant *store.Tenant, im
 			return mail.Message{}, err
 		}
 		data.FailedFile, data.FailedListed, data.FailedTruncated = base+"-failed.csv", listed, truncated
-		attachments = append(attachments, mail.Attachment{Filename: data.FailedFile, ContentType: "text/csv", Content: content})
+		attachments = append(attachments, mail.Attachment{Filename: data.FailedFile, ContentType: attachmentCSVType, Content: content})
 	}
 	e, err := templates.RenderImportReport(data)
 	if err != nil {
@@ -135,6 +147,17 @@ func (d *Deps) importReportMessage(ctx context.Context, tenant *store.Tenant, im
 // errAttachmentFull stops filling an attachment at its size limit.
 var errAttachmentFull = errors.New("attachment full")
 
+// attachmentCSVType is the type of the CSV attachments: the charset says
+// what the BOM does, for the mail clients that read it.
+const attachmentCSVType = "text/csv; charset=utf-8"
+
+// utf8BOM starts each CSV attachment. Excel on Windows opens a CSV without
+// one in the system's ANSI code page, so Zoë and 山田 would show as mojibake,
+// and a failed-rows file fixed and saved there would be saved wrong; with it
+// Excel reads (and keeps) UTF-8. The importer reads a BOM and drops it. The
+// API's CSV downloads carry none: programs read those.
+const utf8BOM = "\uFEFF"
+
 // boundedCSV writes formula-safe CSV rows until MaxReportAttachmentBytes.
 type boundedCSV struct {
 	buf  bytes.Buffer
@@ -145,6 +168,7 @@ type boundedCSV struct {
 
 func newBoundedCSV(header []string) *boundedCSV {
 	b := &boundedCSV{}
+	b.buf.WriteString(utf8BOM)
 	b.w = csvsafe.NewWriter(&b.buf)
 	_ = b.w.Write(header)
 	return b

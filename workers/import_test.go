@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/onboard-dev/onboard/internal/erp"
 	"github.com/onboard-dev/onboard/internal/importer"
+	"github.com/onboard-dev/onboard/internal/mail"
+	"github.com/onboard-dev/onboard/internal/mail/sendgridfake"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
 	"github.com/onboard-dev/onboard/store/storetest"
@@ -208,7 +211,7 @@ func TestImportPartialSuccessLogsEveryBadRow(t *testing.T) {
 			t.Fatalf("report: %q\n%s", report.subject, report.text)
 		}
 		ok := string(atts["customers-succeeded.csv"])
-		if !strings.HasPrefix(ok, "Row,Account Number,Customer Email,Customer First Name,Customer Last Name\n") ||
+		if !strings.HasPrefix(ok, "\uFEFFRow,Account Number,Customer Email,Customer First Name,Customer Last Name\n") ||
 			!strings.Contains(ok, "2,1001,ann@example.com,Ann,Able\n") || !strings.Contains(ok, `13,1013,ivy@example.com,"Ivy`+"\n"+`Marie","'=HYPERLINK(""http://x"")"`) {
 			t.Fatalf("succeeded attachment:\n%s", ok)
 		}
@@ -602,5 +605,107 @@ func TestImportByTwoWorkersAtOnceCountsEveryRowOnce(t *testing.T) {
 	n, _ := f.db.NewSelect().Table("invitations").Where("import_id = ?", im.ID).Count(context.Background())
 	if got.Status != store.ImportCompleted || got.Succeeded != 5000 || got.ProcessedRows != 5000 || got.Failed != 0 || n != 5000 {
 		t.Fatalf("import %+v, %d invitations", got, n)
+	}
+}
+
+// An import's internationalised addresses: a UTF-8 local part is refused
+// with the standard message (SendGrid would refuse it); a UTF-8 domain is
+// invited and, like the confirmation to ops@bücher.example, sent as punycode.
+func TestImportInternationalAddresses(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	withDispatcher(t, f)
+	csv := "Account Number,Customer Email\n" +
+		"1,jurgen@bücher.example\n" +
+		"2,jürgen@bücher.example\n" +
+		"3,日本@imp.example\n"
+	im := f.upload(t, []byte(csv), func(im *store.Import) { im.NotifyEmail = "ops@bücher.example" })
+	if err := f.importNow(t, im); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"3|Customer Email|Customer Email must be valid", "4|Customer Email|Customer Email must be valid"}
+	if log := errorLog(t, f.db, im); !slices.Equal(log, want) {
+		t.Fatalf("error log %q, want %q", log, want)
+	}
+	f.drainOutbox(t, map[string]bool{})
+	var to []string
+	for _, m := range f.fake.Messages() {
+		to = append(to, m.To)
+	}
+	sort.Strings(to)
+	if !slices.Equal(to, []string{"jurgen@xn--bcher-kva.example", "ops@xn--bcher-kva.example"}) {
+		t.Fatalf("emails to %q", to)
+	}
+}
+
+// The confirmation's CSVs open right in Excel on Windows: UTF-8 with a BOM
+// (without one Excel reads the ANSI code page and Zoë, 山田 come out
+// garbled), typed text/csv; charset=utf-8. The failed rows, fixed and
+// uploaded again, read back with their names intact.
+func TestImportReportCSVsCarryABOM(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	withDispatcher(t, f)
+	csv := "Account Number,Customer Email,First Name,Last Name\n" +
+		"1,zoe@example.com,Zoë,Ågren\n" +
+		",taro@example.com,太郎,山田\n"
+	im := f.upload(t, []byte(csv), nil)
+	if err := f.importNow(t, im); err != nil {
+		t.Fatal(err)
+	}
+	f.drainOutbox(t, map[string]bool{})
+	var atts []sendgridfake.Attachment
+	for _, m := range f.fake.Messages() {
+		if m.To == "sender@vendor.example.com" {
+			atts = m.Attachments
+		}
+	}
+	if len(atts) != 2 {
+		t.Fatalf("%d attachments", len(atts))
+	}
+	for _, a := range atts {
+		if a.Type != "text/csv; charset=utf-8" || !bytes.HasPrefix(a.Content, []byte("\uFEFF")) || !utf8.Valid(a.Content) {
+			t.Errorf("%s: type %q, starts %q", a.Filename, a.Type, a.Content[:min(8, len(a.Content))])
+		}
+	}
+	if !strings.Contains(string(atts[0].Content), "Zoë,Ågren") {
+		t.Errorf("succeeded rows:\n%s", atts[0].Content)
+	}
+	r, err := importer.OpenCSV(bytes.NewReader(atts[1].Content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row, err := r.Next()
+	if err != nil || row.Email != "taro@example.com" || row.FirstName != "太郎" || row.LastName != "山田" {
+		t.Fatalf("failed row read back: %+v %v", row, err)
+	}
+}
+
+// The confirmation email waits too when SendGrid refuses the sender, and
+// goes out once the sender is verified.
+func TestImportReportWaitsForTheFix(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	withDispatcher(t, f)
+	f.fake.SetVerifiedSenders("someone-else@vendor.example.com")
+	im := f.upload(t, []byte("Account Number,Customer Email\n,nobody@example.com\n"), nil)
+	if err := f.importNow(t, im); err != nil {
+		t.Fatal(err)
+	}
+	report := jobs.NewImportReport(f.tenant.ID.String(), im.ID.String())
+	err := f.runTask(t, report)
+	if !mail.IsRefused(err) || errors.Is(err, asynq.SkipRetry) || workers.IsFailure(err) {
+		t.Fatalf("refused: %v, want a wait", err)
+	}
+	d, err := store.ImportReportDelivery(context.Background(), f.db, im.ID)
+	if err != nil || d.State != store.DeliveryQueued || !strings.Contains(d.LastError, "verified Sender Identity") {
+		t.Fatalf("report delivery %+v %v", d, err)
+	}
+	f.fake.SetVerifiedSenders("invites@vendor.example.com")
+	if err := f.runTask(t, report); err != nil {
+		t.Fatal(err)
+	}
+	if m := f.fake.Messages(); len(m) != 1 || m[0].To != "sender@vendor.example.com" {
+		t.Fatalf("emails %+v", m)
 	}
 }

@@ -11,8 +11,10 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
 
+	"github.com/onboard-dev/onboard/internal/emailaddr"
 	"github.com/onboard-dev/onboard/internal/mail"
 	"github.com/onboard-dev/onboard/internal/metrics"
+	"github.com/onboard-dev/onboard/internal/outbox"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
 	"github.com/onboard-dev/onboard/templates"
@@ -41,6 +43,9 @@ func (d *Deps) handleInviteSend(ctx context.Context, t *asynq.Task) error {
 			return fmt.Errorf("invite:send: delivery id: %v: %w", err, asynq.SkipRetry)
 		}
 		ids = append(ids, id)
+	}
+	if err := d.held(ctx); err != nil {
+		return err
 	}
 	now := d.now()
 	lease := d.SendLease
@@ -82,7 +87,7 @@ func (d *Deps) handleInviteSend(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return d.giveUp(ctx, claimed, err.Error(), err)
 		}
-		if err := d.sendBatch(ctx, email, batch); err != nil {
+		if err := d.sendBatch(ctx, tenant.ID, email, batch); err != nil {
 			return err
 		}
 	}
@@ -143,6 +148,11 @@ func (d *Deps) prepareInvitations(ctx context.Context, tenant *store.Tenant, cla
 		case !cust.Invitable():
 			r := "customer is " + cust.Status
 			skipped[r] = append(skipped[r], dl.ID)
+		case emailaddr.Validate(inv.Email) != nil:
+			// Stored before the API refused internationalised local parts:
+			// SendGrid would refuse the address (and the batch with it).
+			const r = "SendGrid sends to no address with an internationalised local part"
+			skipped[r] = append(skipped[r], dl.ID)
 		default:
 			sendable = append(sendable, dl)
 		}
@@ -200,10 +210,13 @@ func (d *Deps) prepareInvitations(ctx context.Context, tenant *store.Tenant, cla
 	return batch, skipped, nil
 }
 
-// sendBatch sends the batch as one request. A permanent refusal of a batch
-// is usually one bad recipient, so the batch is split in halves until the
-// refusal is pinned on single deliveries and the rest go out.
-func (d *Deps) sendBatch(ctx context.Context, email templates.Email, batch []recipient) error {
+// sendBatch sends the batch as one request. A refusal that may be about a
+// recipient (mail.MaySplit) is usually one bad recipient, so the batch is
+// split in halves until the refusal is pinned on single deliveries and the
+// rest go out. A refusal of the request as a whole (a revoked key, an
+// unverified sender) is no recipient's: nothing is split, nothing fails,
+// the emails wait (waitForFix).
+func (d *Deps) sendBatch(ctx context.Context, tenantID uuid.UUID, email templates.Email, batch []recipient) error {
 	msg := mail.Message{
 		From:             d.From,
 		Subject:          email.Subject,
@@ -232,19 +245,122 @@ func (d *Deps) sendBatch(ctx context.Context, email templates.Email, batch []rec
 			return d.giveUp(ctx, deliveriesOf(batch), "gave up after retries: "+err.Error(), err)
 		}
 		return d.retryLater(ctx, deliveriesOf(batch), err)
-	case len(batch) > 1:
+	case mail.IsRefused(err):
+		return d.waitForFix(ctx, tenantID, deliveriesOf(batch), err, func(ids []string) jobs.Job {
+			return jobs.NewInviteSend(tenantID.String(), ids)
+		})
+	case len(batch) > 1 && mail.MaySplit(err):
 		half := len(batch) / 2
-		errA := d.sendBatch(ctx, email, batch[:half])
-		errB := d.sendBatch(ctx, email, batch[half:])
+		errA := d.sendBatch(ctx, tenantID, email, batch[:half])
+		errB := d.sendBatch(ctx, tenantID, email, batch[half:])
 		return errors.Join(errA, errB)
 	default:
 		if ferr := store.FailDeliveries(context.WithoutCancel(ctx), d.DB, ids, err.Error(), now); ferr != nil {
 			return ferr
 		}
 		d.Metrics.Invitations(batch[0].delivery.TenantID, metrics.InvitationFailed, len(ids))
-		d.Log.WarnContext(ctx, "invitation email refused", "delivery_id", ids[0], "err", err)
+		d.Log.WarnContext(ctx, "invitation email refused", "delivery_id", ids[0], "deliveries", len(ids), "err", err)
 		return nil
 	}
+}
+
+// holder is a Mailer that can tell, before any work, that sends are on hold
+// for every worker (ratelimit.SharedBackoff).
+type holder interface {
+	Hold(ctx context.Context) error
+}
+
+// held is the hold on sends, if there is one: the task then waits without
+// claiming, minting links or calling SendGrid. On the task's last attempt
+// there is no hold: the work goes on to be handed over, not archived.
+func (d *Deps) held(ctx context.Context) error {
+	h, ok := d.Mailer.(holder)
+	if !ok || lastAttempt(ctx) {
+		return nil
+	}
+	err := h.Hold(ctx)
+	if err != nil {
+		d.Log.DebugContext(ctx, "sends on hold for every worker", "err", err)
+	}
+	return err
+}
+
+// refusedWait is how long deliveries wait after SendGrid refused their
+// request as a whole, by how often they were tried: 30s, doubling up to ten
+// minutes. asynq does not count these retries (IsFailure), so its own
+// backoff does not grow; a shared pause (ratelimit.SharedBackoff) may ask
+// for longer.
+func refusedWait(attempts int) time.Duration {
+	return min(30*time.Second<<min(max(attempts-1, 0), 5), 10*time.Minute)
+}
+
+// waitForFix hands back deliveries whose request SendGrid refused as a
+// whole, for a reason none of them caused (a revoked key, a sender that is
+// not a verified Sender Identity, the message's own fields): none fails,
+// they are queued again and go out once the configuration is mended. The
+// task retries without using up its retries (IsFailure), backing off; if
+// it is on its last attempt anyway (its retries went on earlier failures),
+// the deliveries go to a new task (jobs.Again, through the outbox) instead
+// of being left queued with no task to send them.
+func (d *Deps) waitForFix(ctx context.Context, tenantID uuid.UUID, ds []*store.Delivery, cause error, again func(ids []string) jobs.Job) error {
+	ids := idsOf(ds)
+	attempts := 0
+	for _, dl := range ds {
+		attempts = max(attempts, dl.Attempts)
+	}
+	var se *mail.SendError
+	if errors.As(cause, &se) && se.RetryAfter <= 0 {
+		se.RetryAfter = refusedWait(attempts)
+	}
+	wait, _ := mail.RetryAfter(cause)
+	bg := context.WithoutCancel(ctx)
+	now := d.now()
+	if !lastAttempt(ctx) {
+		if err := store.ReleaseDeliveries(bg, d.DB, ids, cause.Error(), now); err != nil {
+			return errors.Join(cause, err)
+		}
+		d.logRefusal(ctx, se, len(ids), wait)
+		return cause
+	}
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = id.String()
+	}
+	job := jobs.Again(again(strs), attempts)
+	err := d.DB.RunInTx(bg, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := store.ReleaseDeliveries(ctx, tx, ids, cause.Error(), now); err != nil {
+			return err
+		}
+		return outbox.Record(ctx, tx, tenantID, now, job)
+	})
+	if err != nil {
+		return errors.Join(cause, err)
+	}
+	if d.Dispatcher != nil {
+		d.Dispatcher.Dispatch(bg, job)
+	}
+	d.logRefusal(ctx, se, len(ids), wait)
+	d.Log.WarnContext(ctx, "the task's last attempt: its emails wait in a new task", "task_id", job.ID, "deliveries", len(ids))
+	return nil
+}
+
+// logRefusal says, once per refusal SendGrid answered (not per held
+// attempt), that the emails wait and what to mend.
+func (d *Deps) logRefusal(ctx context.Context, se *mail.SendError, n int, wait time.Duration) {
+	if se == nil || se.Held {
+		return
+	}
+	hint := "mend the message's own fields (MAIL_FROM, the templates)"
+	switch se.StatusCode {
+	case 401:
+		hint = "check SENDGRID_API_KEY: SendGrid does not take it (revoked, deleted or mistyped)"
+	case 403:
+		hint = "check that MAIL_FROM is a verified Sender Identity in SendGrid and that SENDGRID_API_KEY may send mail"
+	case 404:
+		hint = "check SENDGRID_API_URL"
+	}
+	d.Log.ErrorContext(ctx, "SendGrid refused the whole request: no email failed, they wait until the configuration is mended",
+		"status", se.StatusCode, "reason", se.Reason, "deliveries", n, "retry_in", wait.Round(time.Second).String(), "hint", hint)
 }
 
 func deliveriesOf(batch []recipient) []*store.Delivery {

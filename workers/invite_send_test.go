@@ -3,6 +3,7 @@ package workers_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,10 +13,13 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
 
 	"github.com/onboard-dev/onboard/internal/mail"
 	"github.com/onboard-dev/onboard/internal/mail/sendgridfake"
+	"github.com/onboard-dev/onboard/internal/ratelimit"
+	"github.com/onboard-dev/onboard/internal/testenv"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
 	"github.com/onboard-dev/onboard/store/storetest"
@@ -111,6 +115,10 @@ func TestInviteSendSendsOnceAndRecords(t *testing.T) {
 		if m.To != "Jane.Doe@Example.com" || m.CustomArgs["invitation_id"] != d.InvitationID.UUID.String() || m.CustomArgs["tenant_id"] != f.tenant.ID.String() {
 			t.Fatalf("email %+v", m)
 		}
+		// The link reaches the contact as it is: click tracking is off.
+		if m.ClickTracked || !strings.Contains(m.HTML, `href="https://portal.example.com/invitations/accept?token=`) {
+			t.Fatalf("link rewritten by SendGrid's click tracking:\n%s", m.HTML)
+		}
 		if !strings.Contains(m.Text, "https://portal.example.com/invitations/accept?token=") || !strings.Contains(m.HTML, "Parts &lt;Co&gt;") {
 			t.Fatalf("email body:\n%s\n%s", m.Text, m.HTML)
 		}
@@ -162,7 +170,9 @@ func TestInviteSendProviderAnswers(t *testing.T) {
 		{"server error retries", 500, store.DeliveryQueued, true},
 		{"rate limited retries", 429, store.DeliveryQueued, true},
 		{"bad request fails for good", 400, store.DeliveryFailed, false},
-		{"bad key fails for good", 401, store.DeliveryFailed, false},
+		// No recipient caused these: the email waits for the fix.
+		{"bad key waits", 401, store.DeliveryQueued, true},
+		{"forbidden waits", 403, store.DeliveryQueued, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -233,5 +243,183 @@ func TestInviteSendLeaseHeldByAnotherWorker(t *testing.T) {
 	}
 	if len(f.fake.Messages()) != 1 {
 		t.Fatal("not sent after the lease ran out")
+	}
+}
+
+// A contact named "John Smith, Jr." gets the email: SendGrid drops one whose
+// to.name has a comma, so the name goes out without it; the greeting in the
+// body keeps the name as typed.
+func TestInviteSendNameWithComma(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	d := f.pendingDelivery(t, "100", "john@example.com", store.CustomerActive)
+	if _, err := f.db.NewUpdate().Model((*store.Invitation)(nil)).Set("first_name = 'John'").Set("last_name = 'Smith, Jr.'").
+		Where("id = ?", d.InvitationID.UUID).Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.process(t, d); err != nil {
+		t.Fatal(err)
+	}
+	if dropped := f.fake.Dropped(); len(dropped) != 0 {
+		t.Fatalf("SendGrid would drop it: %+v", dropped)
+	}
+	m := f.fake.Messages()
+	if len(m) != 1 || m[0].ToName != "John Smith Jr." || !strings.Contains(m[0].Text, "John Smith, Jr.") {
+		t.Fatalf("emails %+v", m)
+	}
+}
+
+// An address stored before internationalised local parts were refused at
+// input fails on its own with the reason; the batch goes out.
+func TestInviteSendInternationalAddresses(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	legacy := f.pendingDelivery(t, "1", "日本@imp.example", store.CustomerActive)
+	idn := f.pendingDelivery(t, "2", "jurgen@bücher.example", store.CustomerActive)
+	if err := f.process(t, legacy, idn); err != nil {
+		t.Fatal(err)
+	}
+	if s := f.state(t, legacy.ID); s.State != store.DeliveryFailed || !strings.Contains(s.LastError, "internationalised local part") {
+		t.Errorf("legacy address: %+v", s)
+	}
+	if s := f.state(t, idn.ID); s.State != store.DeliverySent {
+		t.Errorf("IDN domain: %+v", s)
+	}
+	if m := f.fake.Messages(); len(m) != 1 || m[0].To != "jurgen@xn--bcher-kva.example" || f.fake.Requests() != 1 {
+		t.Fatalf("%d requests, emails %+v", f.fake.Requests(), m)
+	}
+}
+
+// A refused email keeps SendGrid's messages as its reason, stored whole
+// and as valid text, whatever the body looked like.
+func TestInviteSendFailureReasonIsStored(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *bun.DB) {
+		f := newFixture(t, db)
+		for _, tc := range []struct{ body, want string }{
+			{`{"errors":[{"message":"Does not contain a valid address.","field":"personalizations.0.to","help":"http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message.personalizations.to"}]}`,
+				"personalizations.0.to: Does not contain a valid address."},
+			{"<html><body><h1>400 Bad Request</h1>" + strings.Repeat("ü", 300) + "</body></html>", "Bad Request: <html><body><h1>400 Bad Request</h1>ü"},
+		} {
+			d := f.pendingDelivery(t, uuid.NewString()[:8], uuid.NewString()[:8]+"@example.com", store.CustomerActive)
+			f.fake.FailNextWith(400, tc.body, 1)
+			if err := f.process(t, d); err != nil {
+				t.Fatalf("process: %v", err)
+			}
+			got := f.state(t, d.ID)
+			if got.State != store.DeliveryFailed || !strings.Contains(got.LastError, tc.want) || strings.Contains(got.LastError, "{") {
+				t.Fatalf("delivery %s: %q, want it to hold %q", got.State, got.LastError, tc.want)
+			}
+			inv, err := store.GetInvitation(context.Background(), db, f.tenant.ID, d.InvitationID.UUID)
+			if err != nil || inv.DeliveryError != got.LastError {
+				t.Fatalf("invitation's delivery_error %q, %v", inv.DeliveryError, err)
+			}
+		}
+	})
+}
+
+// SendGrid refusing the account (a revoked key, an unverified sender
+// identity) is no recipient's doing: a batch is not split into a flood of
+// requests, no email fails, the task waits without using up its retries
+// while every worker holds off SendGrid, and once the configuration is
+// mended every email goes out exactly once.
+func TestInviteSendAccountRefusalWaitsForTheFix(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name        string
+		break_, fix func(f *fixture) // on the fake: what goes wrong, and the mend
+	}{
+		{"unverified sender identity (403)",
+			func(f *fixture) { f.fake.SetVerifiedSenders("someone-else@vendor.example.com") },
+			func(f *fixture) { f.fake.SetVerifiedSenders("invites@vendor.example.com") }},
+		{"revoked key (401)",
+			func(f *fixture) { f.fake.SetAPIKey("SG.the-new-key") },
+			func(f *fixture) {
+				sb := f.deps.Mailer.(*ratelimit.SharedBackoff)
+				sb.Next = mail.NewSendGrid("SG.the-new-key", f.fake.URL, nil)
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, storetest.NewPostgres(t))
+			r := testenv.StartRedis(t)
+			rc := redis.NewClient(&redis.Options{Addr: r.Addr()})
+			t.Cleanup(func() { rc.Close() })
+			now := time.Now().Truncate(time.Millisecond)
+			clock := func() time.Time { return now }
+			f.deps.Now = clock
+			f.deps.Mailer = &ratelimit.SharedBackoff{Next: f.deps.Mailer.(*mail.SendGrid), Client: rc, Now: clock}
+			var ds []*store.Delivery
+			for i := range 40 {
+				ds = append(ds, f.pendingDelivery(t, fmt.Sprint(1000+i), fmt.Sprintf("c%d@example.com", i), store.CustomerActive))
+			}
+			tc.break_(f)
+			queued := func(when string) {
+				t.Helper()
+				for _, d := range ds {
+					if s := f.state(t, d.ID); s.State != store.DeliveryQueued {
+						t.Fatalf("%s: delivery %s, want queued (waiting)", when, s.State)
+					}
+					inv, _ := store.GetInvitation(context.Background(), f.db, f.tenant.ID, d.InvitationID.UUID)
+					if inv.DeliveryStatus == store.DeliveryFailed {
+						t.Fatalf("%s: invitation marked failed: %s", when, inv.DeliveryError)
+					}
+				}
+			}
+
+			err := f.process(t, ds...)
+			if !mail.IsRefused(err) || errors.Is(err, asynq.SkipRetry) || workers.IsFailure(err) {
+				t.Fatalf("refused: %v; want a retry that asynq does not count", err)
+			}
+			if d := workers.RetryDelay(0, err, nil); d < 30*time.Second || d > 40*time.Second {
+				t.Fatalf("retry in %s, want the shared pause of 30s", d)
+			}
+			if n := f.fake.Requests(); n != 1 {
+				t.Fatalf("%d requests for the refused batch, want 1 (no splitting)", n)
+			}
+			queued("after the refusal")
+			// Retries during the pause touch neither SendGrid nor the
+			// deliveries.
+			for range 3 {
+				if err := f.process(t, ds...); !mail.IsRefused(err) || workers.IsFailure(err) {
+					t.Fatalf("retry during the pause: %v", err)
+				}
+			}
+			if n := f.fake.Requests(); n != 1 || f.state(t, ds[0].ID).Attempts != 1 {
+				t.Fatalf("during the pause: %d requests, %d attempts", n, f.state(t, ds[0].ID).Attempts)
+			}
+			// The pause is over and nothing is mended: one request, refused,
+			// and a longer pause.
+			now = now.Add(31 * time.Second)
+			err = f.process(t, ds...)
+			if after, _ := mail.RetryAfter(err); !mail.IsRefused(err) || after != time.Minute || f.fake.Requests() != 2 {
+				t.Fatalf("second try: %v (retry after %s), %d requests", err, after, f.fake.Requests())
+			}
+			queued("after the second refusal")
+
+			tc.fix(f)
+			now = now.Add(61 * time.Second)
+			if err := f.process(t, ds...); err != nil {
+				t.Fatalf("after the fix: %v", err)
+			}
+			if err := f.process(t, ds...); err != nil { // a duplicate run sends nothing
+				t.Fatal(err)
+			}
+			to := map[string]int{}
+			for _, m := range f.fake.Messages() {
+				to[m.To]++
+			}
+			if len(to) != 40 || len(f.fake.Messages()) != 40 {
+				t.Fatalf("%d emails to %d addresses, want each of the 40 once", len(f.fake.Messages()), len(to))
+			}
+			for _, d := range ds {
+				if s := f.state(t, d.ID); s.State != store.DeliverySent {
+					t.Fatalf("delivery %s after the fix", s.State)
+				}
+			}
+			if n := f.fake.Requests(); n != 3 {
+				t.Fatalf("%d requests in all, want 3", n)
+			}
+		})
 	}
 }

@@ -80,10 +80,28 @@ func Register(mux *asynq.ServeMux, d *Deps) {
 	mux.HandleFunc(jobs.TypeImportReport, d.handleImportReport)
 }
 
+// IsFailure is the asynq.Config.IsFailure of every worker: a send that
+// SendGrid refused as a whole, for a reason no email caused (a revoked key,
+// an unverified sender), is not the task's failure, so asynq retries it
+// without counting the retry, and the task never runs out of retries (and
+// its emails never fail) while the configuration is wrong.
+func IsFailure(err error) bool {
+	return err != nil && !mail.IsRefused(err)
+}
+
 // RetryDelay backs off exponentially from one second to ten minutes, with
 // jitter so that a fleet of workers does not retry in step, and honours a
 // provider's own retry-after (SendGrid's X-RateLimit-Reset) when it is longer.
+// A send refused as a whole waits what the handler or the shared pause
+// named (its retries are not counted, so n does not grow).
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	if mail.IsRefused(err) {
+		d, ok := mail.RetryAfter(err)
+		if !ok {
+			d = 30 * time.Second
+		}
+		return d + time.Duration(rand.Int64N(int64(d/10)+1))
+	}
 	d := time.Second << min(n, 10)
 	if d > 10*time.Minute {
 		d = 10 * time.Minute

@@ -102,9 +102,12 @@ func startWorker(ctx context.Context, env *environment, cfg *config.Config, db *
 		// worker noticed it. A look costs Redis one small script call.
 		TaskCheckInterval: 200 * time.Millisecond,
 		RetryDelayFunc:    workers.RetryDelay,
-		ShutdownTimeout:   cfg.ShutdownTimeout,
-		Logger:            asynqslog.Logger{L: env.log},
-		BaseContext:       func() context.Context { return context.WithoutCancel(ctx) },
+		// A send SendGrid refused as a whole (revoked key, unverified
+		// sender) waits without using up the task's retries.
+		IsFailure:       workers.IsFailure,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Logger:          asynqslog.Logger{L: env.log},
+		BaseContext:     func() context.Context { return context.WithoutCancel(ctx) },
 	})
 	mux := asynq.NewServeMux()
 	workers.Register(mux, deps)

@@ -1,6 +1,9 @@
 // Command sendgridfake serves a local SendGrid v3 mail send endpoint that
-// checks requests as SendGrid does and keeps what it accepts, listed at
-// GET /messages. It lets a newcomer run the whole system with no SendGrid
+// checks requests as SendGrid does (and against SendGrid's OpenAPI
+// description when ../shared/testdata/sendgrid-oai is beside the project)
+// and keeps what it accepts, listed at GET /messages; what SendGrid would
+// accept and then drop (a recipient name with `,` or `;`) is listed at
+// GET /dropped. It lets a newcomer run the whole system with no SendGrid
 // account:
 //
 //	go run ./cmd/sendgridfake --addr 127.0.0.1:8025 --key SG.local

@@ -214,6 +214,9 @@ func TestValidationMessages(t *testing.T) {
 		{"empty email", `{"company_name":"A","account_number":"2","email":""}`, 422, "email", "Customer Email field must not be empty"},
 		{"invalid email", `{"company_name":"A","account_number":"2","email":"jane@"}`, 422, "email", "Customer Email must be valid"},
 		{"display name", `{"company_name":"A","account_number":"2","email":"Jane <j@example.com>"}`, 422, "email", "Customer Email must be valid"},
+		// SendGrid sends to no internationalised local part.
+		{"UTF-8 local part", `{"company_name":"A","account_number":"2","email":"jürgen@bücher.example"}`, 422, "email", "Customer Email must be valid"},
+		{"CJK local part", `{"company_name":"A","account_number":"2","email":"日本@imp.example"}`, 422, "email", "Customer Email must be valid"},
 		{"empty account", `{"company_name":"A","account_number":" ","email":"x@example.com"}`, 422, "account_number", "Account Number field must not be empty"},
 		{"duplicate email", `{"company_name":"A","account_number":"2","email":"jane@example.com"}`, 409, "email", "Provided email address is already in use"},
 		{"duplicate email other case", `{"company_name":"A","account_number":"2","email":"JANE@Example.COM"}`, 409, "email", "Provided email address is already in use"},
@@ -228,6 +231,10 @@ func TestValidationMessages(t *testing.T) {
 		if r.code != tc.status || r.errField("field") != tc.field || (tc.msg != "" && r.errField("message") != tc.msg) {
 			t.Errorf("%s: %d %s, want %d field %q message %q", tc.name, r.code, r.raw, tc.status, tc.field, tc.msg)
 		}
+	}
+	// An internationalised domain is fine (it goes to SendGrid as punycode).
+	if r := e.create(key, customer("3", "jurgen@bücher.example", false)); r.code != 201 {
+		t.Fatalf("IDN domain: %d %s", r.code, r.raw)
 	}
 	// A number for the account number is kept as its digits.
 	r := e.create(key, map[string]any{"company_name": "N", "account_number": 145722, "email": "num@example.com"})

@@ -150,6 +150,9 @@ func TestImportUploadRefusals(t *testing.T) {
 	if r := e.upload(key, "a.csv", []byte("x"), "notify_email", "nope"); r.code != 422 || r.errField("field") != "notify_email" {
 		t.Fatalf("bad notify_email: %d %s", r.code, r.raw)
 	}
+	if r := e.upload(key, "a.csv", []byte("x"), "notify_email", "jürgen@bücher.example"); r.code != 422 || r.errField("field") != "notify_email" {
+		t.Fatalf("notify_email with a UTF-8 local part: %d %s", r.code, r.raw)
+	}
 	if r := e.call(key, "POST", "/v1/imports", `{"file":"x"}`); r.code != 415 {
 		t.Fatalf("JSON body: %d %s", r.code, r.raw)
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/sendgrid/sendgrid-go/helpers/eventwebhook"
@@ -30,13 +31,37 @@ const (
 // sendgridEvent is the part of an event we read. SendGrid flattens the
 // personalization's custom_args into the event's top level.
 type sendgridEvent struct {
-	Event        string `json:"event"`
-	Type         string `json:"type"` // for a bounce: "bounce" or "blocked"
-	Reason       string `json:"reason"`
-	Status       string `json:"status"`
-	TenantID     string `json:"tenant_id"`
-	InvitationID string `json:"invitation_id"`
-	DeliveryID   string `json:"delivery_id"`
+	Event        string    `json:"event"`
+	Type         looseText `json:"type"` // for a bounce: "bounce" or "blocked"
+	Reason       looseText `json:"reason"`
+	Status       looseText `json:"status"`
+	TenantID     string    `json:"tenant_id"`
+	InvitationID string    `json:"invitation_id"`
+	DeliveryID   string    `json:"delivery_id"`
+}
+
+// looseText is a descriptive field read as text whatever its JSON type
+// (a bounce's "status" has come as the number 550 instead of "5.1.1"):
+// a number or boolean is its JSON text, null is empty. Objects and arrays
+// do not decode.
+type looseText string
+
+func (t *looseText) UnmarshalJSON(b []byte) error {
+	switch {
+	case string(b) == "null":
+		*t = ""
+	case len(b) > 0 && b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*t = looseText(s)
+	case len(b) > 0 && (b[0] == '{' || b[0] == '['):
+		return fmt.Errorf("a %s where text was expected", map[byte]string{'{': "JSON object", '[': "JSON array"}[b[0]])
+	default:
+		*t = looseText(b)
+	}
+	return nil
 }
 
 // sendgridWebhook takes SendGrid's signed event webhook: it verifies the
@@ -68,9 +93,31 @@ func (s *Server) sendgridWebhook(w http.ResponseWriter, r *http.Request) error {
 	if at := time.Unix(unix, 0); now.Sub(at) > webhookMaxAge || at.Sub(now) > webhookMaxFuture {
 		return badRequest("", fmt.Sprintf("the webhook timestamp %s is outside the accepted %s window", at.UTC().Format(time.RFC3339), webhookMaxAge))
 	}
-	var events []sendgridEvent
-	if err := json.Unmarshal(body, &events); err != nil {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
 		return badRequest("", "the body is not a JSON array of events")
+	}
+	// Each event is decoded on its own: one that does not decode (a field
+	// of an unexpected type) is skipped, counted and logged, and the rest
+	// of the post still applies. Answering 400 would lose them all, since
+	// SendGrid retries the same post and it would fail the same way.
+	events := make([]sendgridEvent, 0, len(raw))
+	var skipped int
+	var firstErr error
+	for _, item := range raw {
+		var ev sendgridEvent
+		if err := json.Unmarshal(item, &ev); err != nil {
+			skipped++
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		events = append(events, ev)
+	}
+	if skipped > 0 {
+		// The decoder's message names the field and the types, never a value.
+		s.Log.WarnContext(r.Context(), "webhook: events skipped, they do not decode", "skipped", skipped, "received", len(raw), "first_error", firstErr.Error())
 	}
 	// One transaction for the whole post: SendGrid sends up to a thousand
 	// events at once, and if any fails it retries the post, whose events
@@ -103,7 +150,7 @@ func (s *Server) sendgridWebhook(w http.ResponseWriter, r *http.Request) error {
 	for _, e := range moved {
 		s.Metrics.InvitationEvent(e.TenantID, e.Event)
 	}
-	return writeJSON(w, http.StatusOK, map[string]int{"received": len(events), "applied": applied})
+	return writeJSON(w, http.StatusOK, map[string]int{"received": len(raw), "applied": applied, "skipped": skipped})
 }
 
 // deliveryEvent maps a SendGrid event to ours; ok is false for events that
@@ -141,9 +188,14 @@ func deliveryEvent(ev sendgridEvent) (store.DeliveryEvent, bool) {
 	if !e.DeliveryID.Valid && !e.InvitationID.Valid {
 		return e, false
 	}
-	e.Reason = strings.TrimSpace(strings.Join(nonEmpty(ev.Status, ev.Reason), " "))
+	e.Reason = strings.TrimSpace(strings.Join(nonEmpty(string(ev.Status), string(ev.Reason)), " "))
 	if len(e.Reason) > 500 {
-		e.Reason = e.Reason[:500]
+		// Cut on a character boundary: the database stores UTF-8 only.
+		cut := 500
+		for cut > 0 && !utf8.RuneStart(e.Reason[cut]) {
+			cut--
+		}
+		e.Reason = e.Reason[:cut]
 	}
 	return e, true
 }

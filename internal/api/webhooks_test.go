@@ -152,7 +152,8 @@ func TestSendGridWebhookMovesForwardOnly(t *testing.T) {
 			}
 		}
 
-		// Blocked is kept apart from bounced, and the first of the two stays.
+		// Blocked is kept apart from bounced, and a hard bounce wins over
+		// it, whichever comes first.
 		tenant2, inv2, _ := e.sentInvitation(key, "2", "two@example.com")
 		// Without delivery_id: the invitation's latest email is meant (the
 		// contract's custom_args are invitation_id and tenant_id).
@@ -160,10 +161,22 @@ func TestSendGridWebhookMovesForwardOnly(t *testing.T) {
 		if r := e.postEvents(sg, e.now, []map[string]any{blocked}); r.code != 200 || r.body["applied"] != 1.0 {
 			t.Fatalf("blocked: %d %s", r.code, r.raw)
 		}
-		bounce := map[string]any{"event": "bounce", "type": "bounce", "tenant_id": tenant2, "invitation_id": inv2}
-		e.postEvents(sg, e.now, []map[string]any{bounce})
 		if got := e.state(inv2); got != "delivery=sent/blocked invitation=blocked blocked by policy" {
+			t.Fatalf("blocked: %s", got)
+		}
+		bounce := map[string]any{"event": "bounce", "type": "bounce", "reason": "550 5.1.1 no such user", "tenant_id": tenant2, "invitation_id": inv2}
+		if r := e.postEvents(sg, e.now, []map[string]any{bounce}); r.code != 200 || r.body["applied"] != 1.0 {
+			t.Fatalf("bounce after blocked: %d %s", r.code, r.raw)
+		}
+		if got := e.state(inv2); got != "delivery=bounced/bounced invitation=bounced 550 5.1.1 no such user" {
 			t.Fatalf("blocked then bounce: %s", got)
+		}
+		// A block arriving after the bounce changes nothing.
+		if r := e.postEvents(sg, e.now, []map[string]any{blocked}); r.code != 200 || r.body["applied"] != 0.0 {
+			t.Fatalf("blocked after bounce: %d %s", r.code, r.raw)
+		}
+		if got := e.state(inv2); got != "delivery=bounced/bounced invitation=bounced 550 5.1.1 no such user" {
+			t.Fatalf("bounce then blocked: %s", got)
 		}
 
 		// Another tenant's id on A's invitation changes nothing.
@@ -175,6 +188,20 @@ func TestSendGridWebhookMovesForwardOnly(t *testing.T) {
 		}
 		if got := e.state(inv3); got != "delivery=sent/ invitation=sent " {
 			t.Fatalf("a cross-tenant event changed A's invitation: %s", got)
+		}
+
+		// Resend runs skip the address that bounced after a block (and the
+		// one that complained), not one merely sent.
+		due, err := store.DueForResend(context.Background(), e.db, uuid.MustParse(tenant2), store.ResendPolicy{Now: e.now.Add(time.Hour)}, uuid.Nil, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dueIDs []string
+		for _, d := range due {
+			dueIDs = append(dueIDs, d.ID.String())
+		}
+		if len(dueIDs) != 1 || dueIDs[0] != inv3 {
+			t.Fatalf("due for resend %v, want only %s (not the bounced %s)", dueIDs, inv3, inv2)
 		}
 	})
 }
@@ -247,6 +274,38 @@ func TestWebhookKeyParsedSafely(t *testing.T) {
 	for _, bad := range []string{"not base64!", "aGVsbG8=", base64.StdEncoding.EncodeToString(edDER)} {
 		if _, err := config.ParseWebhookKey(bad); err == nil {
 			t.Errorf("%q accepted as a webhook key", bad)
+		}
+	}
+}
+
+// One event with a field of an unexpected type does not lose the others of
+// its post: it is skipped and counted, the rest apply. A bounce whose status
+// came as a number still applies, the number read as text.
+func TestSendGridWebhookSkipsEventsThatDoNotDecode(t *testing.T) {
+	t.Parallel()
+	sg := newSigner(t)
+	e := newEnvWith(t, storetest.NewPostgres(t), func(o *serverOptions) { o.webhookKey = sg.publicKey(t) })
+	key := e.tenant("a")
+	t1, inv1, d1 := e.sentInvitation(key, "1", "one@example.com")
+	t2, inv2, d2 := e.sentInvitation(key, "2", "two@example.com")
+	t3, inv3, d3 := e.sentInvitation(key, "3", "three@example.com")
+	events := []map[string]any{
+		{"event": "bounce", "type": "bounce", "status": 550, "reason": "no such user", "tenant_id": t1, "invitation_id": inv1, "delivery_id": d1},
+		{"event": "delivered", "tenant_id": t2, "invitation_id": inv2, "delivery_id": []string{d2}},
+		{"event": "bounce", "type": "bounce", "status": map[string]any{"code": 550}, "tenant_id": t3, "invitation_id": inv3, "delivery_id": d3},
+		{"event": "delivered", "tenant_id": t3, "invitation_id": inv3, "delivery_id": d3},
+	}
+	r := e.postEvents(sg, e.now, events)
+	if r.code != 200 || r.body["received"] != 4.0 || r.body["applied"] != 2.0 || r.body["skipped"] != 2.0 {
+		t.Fatalf("%d %s, want 200 with 4 received, 2 applied, 2 skipped", r.code, r.raw)
+	}
+	for inv, want := range map[string]string{
+		inv1: "delivery=bounced/bounced invitation=bounced 550 no such user",
+		inv2: "delivery=sent/ invitation=sent ",
+		inv3: "delivery=sent/delivered invitation=delivered ",
+	} {
+		if got := e.state(inv); got != want {
+			t.Errorf("%s: %s, want %s", inv, got, want)
 		}
 	}
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/robfig/cron/v3"
+
+	"github.com/onboard-dev/onboard/internal/emailaddr"
 )
 
 // Config is every setting of every process.
@@ -135,8 +137,8 @@ func Load(getenv func(string) string) (*Config, error) {
 	e.httpURL("SENDGRID_API_URL", c.SendGridAPIURL, true)
 	e.httpURL("ERP_URL", c.ERPURL, false)
 	if c.MailFrom != "" {
-		if a, err := mail.ParseAddress(c.MailFrom); err != nil || a.Name != "" {
-			e.fail("MAIL_FROM", "must be a plain email address")
+		if a, err := mail.ParseAddress(c.MailFrom); err != nil || a.Name != "" || emailaddr.Validate(c.MailFrom) != nil {
+			e.fail("MAIL_FROM", "must be a plain email address, its local part ASCII (SendGrid's rule)")
 		}
 	}
 	if strings.ContainsAny(c.MailFromName, "\r\n") {

@@ -2,7 +2,11 @@
 // addresses as people type them into a form or a spreadsheet, local@domain
 // and nothing else. It refuses display names, comments, quoted local parts,
 // IP literals and obsolete syntax, which RFC 5322 allows but which no
-// customer portal login should be, and accepts internationalised domains.
+// customer portal login should be. It accepts internationalised domains
+// (sent as punycode, see ASCII) but not internationalised local parts
+// (RFC 6531): SendGrid's mail send takes only ASCII addresses (its OpenAPI
+// types them as format "email", not "idn-email", and it answers 400 to
+// one), so such an address could never be invited.
 package emailaddr
 
 import (
@@ -46,6 +50,21 @@ func Normalize(s string) string {
 	return strings.ToLower(a.local) + "@" + a.asciiDomain
 }
 
+// ASCII is the address as it goes to SendGrid: trimmed, and an
+// internationalised domain in its ASCII (punycode) form, so that
+// "jurgen@bücher.example" is sent as "jurgen@xn--bcher-kva.example"; an
+// address already ASCII is kept as typed. It fails as Validate does.
+func ASCII(s string) (string, error) {
+	a, err := parse(s)
+	if err != nil {
+		return "", err
+	}
+	if t := trimBlanks(s); isASCII(t) {
+		return t, nil
+	}
+	return a.local + "@" + a.asciiDomain, nil
+}
+
 type address struct{ local, asciiDomain string }
 
 func invalid(why string) error { return errors.Join(ErrInvalid, errors.New(why)) }
@@ -80,22 +99,15 @@ func parse(s string) (address, error) {
 	return address{local: local, asciiDomain: ascii}, nil
 }
 
-// atext of RFC 5322, plus non-ASCII letters of RFC 6531 (internationalised
-// local parts).
+// atext of RFC 5322: ASCII only (see the package comment).
 func isAtext(r rune) bool {
 	switch {
 	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
 		return true
 	case strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", r):
 		return true
-	case r > 0x7f:
-		return r != utf8.RuneError && !isSpaceOrControl(r)
 	}
 	return false
-}
-
-func isSpaceOrControl(r rune) bool {
-	return r <= 0x20 || (r >= 0x7f && r <= 0xa0) || r == 0x2028 || r == 0x2029 || r == 0xfeff || (r >= 0x2000 && r <= 0x200f) || r == 0x3000
 }
 
 func checkLocal(local string) error {
@@ -106,6 +118,9 @@ func checkLocal(local string) error {
 		return invalid("local part longer than 64 octets")
 	case local[0] == '.' || local[len(local)-1] == '.' || strings.Contains(local, ".."):
 		return invalid("local part has a leading, trailing or double dot")
+	}
+	if !isASCII(local) {
+		return invalid("local part is not ASCII: SendGrid sends to no internationalised local part")
 	}
 	for _, r := range local {
 		if r != '.' && !isAtext(r) {

@@ -102,7 +102,11 @@ func TestPracticalPolicy(t *testing.T) {
 		{"user+tag@example.com", true},
 		{"  padded@example.com  ", true},
 		{"user@bücher.de", true},
-		{"用户@例子.广告", true},
+		{"jurgen@bücher.example", true},
+		// SendGrid sends to no internationalised local part.
+		{"jürgen@bücher.example", false},
+		{"日本@imp.example", false},
+		{"用户@例子.广告", false},
 		{"a@localhost", true},
 		{"Jane <jane@example.com>", false},
 		{`"quoted"@example.com`, false},
@@ -147,6 +151,25 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
+func TestASCII(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		" Jane.Doe@Example.COM ": "Jane.Doe@Example.COM",
+		"jurgen@Bücher.example":  "jurgen@xn--bcher-kva.example",
+		"ops@例子.广告":              "ops@xn--fsqu00a.xn--4rr70v",
+	} {
+		got, err := ASCII(in)
+		if err != nil || got != want {
+			t.Errorf("ASCII(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"jürgen@bücher.example", "日本@imp.example", "a@"} {
+		if got, err := ASCII(in); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ASCII(%q) = %q, %v; want ErrInvalid", in, got, err)
+		}
+	}
+}
+
 func FuzzValidate(f *testing.F) {
 	for _, s := range []string{"jane@example.com", "a@[1.2.3.4]", `"q"@x.io`, "user@bücher.de", "a..b@c", "\x00@x.com"} {
 		f.Add(s)
@@ -161,6 +184,10 @@ func FuzzValidate(f *testing.F) {
 		}
 		if Validate(Normalize(s)) != nil {
 			t.Fatalf("normal form of %q, %q, is refused", s, Normalize(s))
+		}
+		a, err := ASCII(s)
+		if err != nil || !isASCII(a) || Normalize(a) != Normalize(s) {
+			t.Fatalf("ASCII(%q) = %q, %v", s, a, err)
 		}
 	})
 }

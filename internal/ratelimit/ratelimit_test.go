@@ -2,6 +2,7 @@ package ratelimit_test
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -112,5 +113,90 @@ func TestSendGrid429PausesEveryWorker(t *testing.T) {
 	now = now.Add(31 * time.Second)
 	if _, err := worker2.Send(ctx, mail.Message{}); err != nil || fine.calls.Load() != 1 {
 		t.Fatalf("after the pause: %v, %d calls", err, fine.calls.Load())
+	}
+}
+
+// switchSender answers with whatever err holds now.
+type switchSender struct {
+	calls atomic.Int32
+	err   atomic.Pointer[mail.SendError]
+}
+
+func (s *switchSender) Send(context.Context, mail.Message) (mail.Result, error) {
+	s.calls.Add(1)
+	if e := s.err.Load(); e != nil {
+		cp := *e
+		return mail.Result{}, &cp
+	}
+	return mail.Result{MessageID: "m"}, nil
+}
+
+// A refusal of the account (an unverified sender) seen by one worker holds
+// every worker off SendGrid; when the pause ends one worker tries again,
+// the pause doubles while SendGrid still refuses, and the first accepted
+// request ends it for everyone.
+func TestSendGridRefusalPausesEveryWorker(t *testing.T) {
+	t.Parallel()
+	r := testenv.StartRedis(t)
+	now := time.Now().Truncate(time.Millisecond)
+	clock := func() time.Time { return now }
+	sg := &switchSender{}
+	sg.err.Store(&mail.SendError{StatusCode: 403, Refused: true, Reason: "from: The from address does not match a verified Sender Identity."})
+	rc := client(t, r)
+	w1 := &ratelimit.SharedBackoff{Next: sg, Client: rc, Now: clock}
+	w2 := &ratelimit.SharedBackoff{Next: sg, Client: client(t, r), Now: clock}
+	ctx := context.Background()
+
+	_, err := w1.Send(ctx, mail.Message{})
+	if after, _ := mail.RetryAfter(err); !mail.IsRefused(err) || mail.IsHeld(err) || after != 30*time.Second {
+		t.Fatalf("first refusal: %v, retry after %s", err, after)
+	}
+	for _, w := range []*ratelimit.SharedBackoff{w1, w2} {
+		if err := w.Hold(ctx); !mail.IsRefused(err) || !mail.IsHeld(err) || !strings.Contains(err.Error(), "verified Sender Identity") {
+			t.Fatalf("hold during the pause: %v", err)
+		}
+		if _, err := w.Send(ctx, mail.Message{}); !mail.IsHeld(err) {
+			t.Fatalf("send during the pause: %v", err)
+		}
+	}
+	if n := sg.calls.Load(); n != 1 {
+		t.Fatalf("%d calls to SendGrid during the pause, want the first only", n)
+	}
+
+	// The pause is over: one worker tries; another that finds the probe
+	// taken waits for its answer.
+	now = now.Add(31 * time.Second)
+	if err := w2.Hold(ctx); err != nil {
+		t.Fatalf("hold after the pause: %v", err)
+	}
+	if err := rc.Set(ctx, "onboard:sendgrid:refused:probe", "1", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w2.Send(ctx, mail.Message{}); !mail.IsHeld(err) || sg.calls.Load() != 1 {
+		t.Fatalf("probe taken: %v, %d calls", err, sg.calls.Load())
+	}
+	rc.Del(ctx, "onboard:sendgrid:refused:probe")
+	_, err = w1.Send(ctx, mail.Message{})
+	if after, _ := mail.RetryAfter(err); !mail.IsRefused(err) || after != time.Minute || sg.calls.Load() != 2 {
+		t.Fatalf("second refusal: %v, retry after %s, %d calls; want a pause of a minute", err, after, sg.calls.Load())
+	}
+	if rf, _ := w2.Refusal(ctx); rf == nil || rf.Streak != 2 || rf.Status != 403 {
+		t.Fatalf("refusal %+v", rf)
+	}
+
+	// Mended: the next try goes through and every worker sends again.
+	sg.err.Store(nil)
+	now = now.Add(61 * time.Second)
+	if _, err := w2.Send(ctx, mail.Message{}); err != nil {
+		t.Fatalf("after the fix: %v", err)
+	}
+	if rf, _ := w1.Refusal(ctx); rf != nil {
+		t.Fatalf("refusal still recorded: %+v", rf)
+	}
+	if err := w1.Hold(ctx); err != nil {
+		t.Fatalf("hold after the fix: %v", err)
+	}
+	if _, err := w1.Send(ctx, mail.Message{}); err != nil || sg.calls.Load() != 4 {
+		t.Fatalf("after the fix: %v, %d calls", err, sg.calls.Load())
 	}
 }

@@ -3,25 +3,49 @@
 // what SendGrid checks and answers as SendGrid does (202 with X-Message-Id,
 // or 400/401/413 with SendGrid's error body), applies substitutions, and
 // keeps one Received per recipient. Failures and latency can be injected.
+//
+// When SendGrid's own OpenAPI description of mail send is beside the
+// project (../shared/testdata/sendgrid-oai), every request is also validated
+// against it, formats asserted (an address is format "email": ASCII), as a
+// validating proxy such as Prism would; its violations answer 400.
+//
+// What SendGrid accepts with 202 and then drops, the fake drops too, where a
+// test can see it (Dropped, GET /dropped): a recipient name with `,` or `;`,
+// which SendGrid's documented limitations forbid and which makes it read the
+// name as an address and drop the email as Invalid. And as in an account
+// with click tracking on (SetAccountClickTracking), the HTML links of a
+// request that does not turn it off are rewritten through a redirect
+// (Received.ClickTracked).
 package sendgridfake
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/mail"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 )
 
 // MaxBody is SendGrid's limit on the size of a mail send request.
@@ -32,6 +56,8 @@ type Received struct {
 	To          string
 	ToName      string
 	From        string
+	FromName    string
+	ReplyTo     string // "Name <email>" as sent, or empty
 	Subject     string
 	Text        string
 	HTML        string
@@ -40,6 +66,16 @@ type Received struct {
 	Attachments []Attachment
 	MessageID   string
 	Request     int // 1-based index of the request that carried it
+	// ClickTracked: SendGrid's click tracking rewrote the links (the
+	// request did not turn it off and the account has it on).
+	ClickTracked bool
+}
+
+// Dropped is an email SendGrid accepted (202) and then dropped, as its
+// activity feed and a "dropped" event would show it.
+type Dropped struct {
+	Received
+	Reason string
 }
 
 // Attachment is a decoded attachment.
@@ -65,10 +101,17 @@ type Server struct {
 	srv      *httptest.Server
 	mu       sync.Mutex
 	messages []Received
+	dropped  []Dropped
 	requests int
-	failures []int // statuses to answer next, in order
+	failures []failure // answers to give next, in order
 	latency  time.Duration
 	inFlight atomic.Int32
+	// noClickTracking is the account's click tracking turned off; it is on
+	// by default, as in most accounts, so that a request that does not
+	// turn it off has its links rewritten.
+	noClickTracking bool
+	key             string          // the key accepted now (APIKey until SetAPIKey)
+	senders         map[string]bool // verified Sender Identities; nil: any sender
 }
 
 // New starts a fake for the test and stops it when the test ends.
@@ -83,6 +126,7 @@ func NewServer() *Server {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	s := &Server{APIKey: "SG.fake-" + hex.EncodeToString(b[:])}
+	s.key = s.APIKey
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
 	return s
@@ -99,7 +143,7 @@ func (s *Server) Close() {
 // cmd/sendgridfake): POST /v3/mail/send as SendGrid, and GET /messages
 // listing what it accepted, as JSON, for a person to look at.
 func NewHandler(apiKey string) (*Server, http.Handler) {
-	s := &Server{APIKey: apiKey}
+	s := &Server{APIKey: apiKey, key: apiKey}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v3/mail/send", s.serve)
 	mux.HandleFunc("GET /messages", func(w http.ResponseWriter, r *http.Request) {
@@ -108,16 +152,31 @@ func NewHandler(apiKey string) (*Server, http.Handler) {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(s.Messages())
 	})
+	mux.HandleFunc("GET /dropped", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(s.Dropped())
+	})
 	return s, mux
+}
+
+type failure struct {
+	status int
+	body   string // empty: SendGrid's error list with one "injected failure"
 }
 
 // FailNext answers the next n requests with status (429 comes with
 // X-RateLimit-Reset one second ahead).
-func (s *Server) FailNext(status, n int) {
+func (s *Server) FailNext(status, n int) { s.FailNextWith(status, "", n) }
+
+// FailNextWith answers the next n requests with status and body as it is
+// (SendGrid's error list of many entries, a proxy's HTML page…).
+func (s *Server) FailNextWith(status int, body string, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for range n {
-		s.failures = append(s.failures, status)
+		s.failures = append(s.failures, failure{status, body})
 	}
 }
 
@@ -129,11 +188,47 @@ func (s *Server) SetLatency(d time.Duration) {
 	s.mu.Unlock()
 }
 
+// SetAPIKey makes key the one the account takes: any other, APIKey
+// included, is answered 401 as a revoked key is.
+func (s *Server) SetAPIKey(key string) {
+	s.mu.Lock()
+	s.key = key
+	s.mu.Unlock()
+}
+
+// SetVerifiedSenders limits the senders to these verified Sender
+// Identities (none given: any sender, the default): a request from another
+// address is answered 403, as SendGrid does, with its message.
+func (s *Server) SetVerifiedSenders(emails ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.senders = map[string]bool{}
+	for _, e := range emails {
+		s.senders[strings.ToLower(e)] = true
+	}
+}
+
+// SetAccountClickTracking sets the account's click tracking (on unless
+// turned off), which applies to requests that do not set their own.
+func (s *Server) SetAccountClickTracking(on bool) {
+	s.mu.Lock()
+	s.noClickTracking = !on
+	s.mu.Unlock()
+}
+
 // Messages returns every accepted email, one per recipient.
 func (s *Server) Messages() []Received {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]Received(nil), s.messages...)
+}
+
+// Dropped returns every email accepted with 202 and then dropped, as
+// SendGrid does with them.
+func (s *Server) Dropped() []Dropped {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Dropped(nil), s.dropped...)
 }
 
 // Requests counts the requests that reached the fake, accepted or not.
@@ -182,7 +277,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.requests++
 	reqNo := s.requests
 	latency := s.latency
-	var fail int
+	key, senders := s.key, s.senders
+	var fail failure
 	if len(s.failures) > 0 {
 		fail, s.failures = s.failures[0], s.failures[1:]
 	}
@@ -192,7 +288,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case r.Method != http.MethodPost || r.URL.Path != "/v3/mail/send":
 		writeErrors(w, http.StatusNotFound, FieldError{Message: "not found"})
 		return
-	case r.Header.Get("Authorization") != "Bearer "+s.APIKey:
+	case r.Header.Get("Authorization") != "Bearer "+key:
 		writeErrors(w, http.StatusUnauthorized, FieldError{Message: "The provided authorization grant is invalid, expired, or revoked"})
 		return
 	case !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json"):
@@ -213,11 +309,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if fail != 0 {
-		if fail == http.StatusTooManyRequests {
+	if fail.status != 0 {
+		if fail.status == http.StatusTooManyRequests {
 			w.Header().Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10))
 		}
-		writeErrors(w, fail, FieldError{Message: fmt.Sprintf("injected failure %d", fail)})
+		if fail.body != "" {
+			w.WriteHeader(fail.status)
+			_, _ = io.WriteString(w, fail.body)
+			return
+		}
+		writeErrors(w, fail.status, FieldError{Message: fmt.Sprintf("injected failure %d", fail.status)})
 		return
 	}
 	req, errs := parse(body)
@@ -225,8 +326,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeErrors(w, http.StatusBadRequest, errs...)
 		return
 	}
+	if senders != nil && !senders[strings.ToLower(req.From.Email)] {
+		// SendGrid's own answer (sendgrid-ruby#489 shows it whole).
+		writeErrors(w, http.StatusForbidden, field("from", "The from address does not match a verified Sender Identity. Mail cannot be sent until this error is resolved. Visit https://sendgrid.com/docs/for-developers/sending-email/sender-identity/ to see the Sender Identity requirements"))
+		return
+	}
 	msgID := messageID()
-	received := req.expand(msgID, reqNo)
+	s.mu.Lock()
+	account := !s.noClickTracking
+	s.mu.Unlock()
+	received, dropped := req.expand(msgID, reqNo, account)
 	w.Header().Set("X-Message-Id", msgID)
 	w.WriteHeader(http.StatusAccepted)
 	if f, ok := w.(http.Flusher); ok {
@@ -234,6 +343,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.messages = append(s.messages, received...)
+	s.dropped = append(s.dropped, dropped...)
 	s.mu.Unlock()
 }
 
@@ -285,7 +395,68 @@ type request struct {
 	ASM              any               `json:"asm,omitempty"`
 	IPPool           string            `json:"ip_pool_name,omitempty"`
 	MailSettings     any               `json:"mail_settings,omitempty"`
-	TrackingSettings any               `json:"tracking_settings,omitempty"`
+	TrackingSettings *trackingSettings `json:"tracking_settings,omitempty"`
+}
+
+type trackingSettings struct {
+	ClickTracking *struct {
+		Enable     *bool `json:"enable,omitempty"`
+		EnableText *bool `json:"enable_text,omitempty"`
+	} `json:"click_tracking,omitempty"`
+	OpenTracking         json.RawMessage `json:"open_tracking,omitempty"`
+	SubscriptionTracking json.RawMessage `json:"subscription_tracking,omitempty"`
+	Ganalytics           json.RawMessage `json:"ganalytics,omitempty"`
+}
+
+// clickTracking is what SendGrid does with the links of a request: the
+// request's tracking_settings.click_tracking, or else the account's
+// setting (HTML links only: the account's text setting is off).
+func (req *request) clickTracking(account bool) (html, text bool) {
+	html = account
+	if ts := req.TrackingSettings; ts != nil && ts.ClickTracking != nil {
+		if ts.ClickTracking.Enable != nil {
+			html = *ts.ClickTracking.Enable
+		}
+		if ts.ClickTracking.EnableText != nil {
+			text = *ts.ClickTracking.EnableText
+		}
+	}
+	return html, html && text
+}
+
+// SendGrid's click tracking finds links written as it documents them
+// (href="http…" or "https…", no blanks around =, not marked
+// clicktracking=off) and, in the text part when asked, bare URLs.
+var (
+	htmlLink = regexp.MustCompile(`<a\s[^>]*?href="(https?://[^"]+)"`)
+	textLink = regexp.MustCompile(`https?://[^\s<>"]+`)
+)
+
+// trackLink is the redirect SendGrid puts in place of a link: the original
+// is only in its records (activity, click events).
+func trackLink(u string) string {
+	return "https://click.sendgridfake.test/ls/click?upn=" + base64.RawURLEncoding.EncodeToString([]byte(u))
+}
+
+func rewriteLinks(html, text string, inHTML, inText bool) (string, string, bool) {
+	rewrote := false
+	if inHTML {
+		html = htmlLink.ReplaceAllStringFunc(html, func(a string) string {
+			if strings.Contains(strings.ToLower(a), "clicktracking=off") {
+				return a
+			}
+			rewrote = true
+			m := htmlLink.FindStringSubmatch(a)
+			return strings.Replace(a, m[1], trackLink(m[1]), 1)
+		})
+	}
+	if inText {
+		text = textLink.ReplaceAllStringFunc(text, func(u string) string {
+			rewrote = true
+			return trackLink(u)
+		})
+	}
+	return html, text, rewrote
 }
 
 // Validate checks a request body as SendGrid does and returns the
@@ -295,7 +466,83 @@ func Validate(body []byte) []FieldError {
 	return errs
 }
 
+// oaiFile is the mail send path of SendGrid's own OpenAPI description
+// (sendgrid/sendgrid-oai), kept beside the project rather than in it.
+const oaiFile = "shared/testdata/sendgrid-oai/paths/mail_send/mail_send.json"
+
+// openAPI is the request body schema of SendGrid's OpenAPI description,
+// compiled once with format assertions on (an address is format "email":
+// ASCII). It is found beside the module that runs (../shared); nil when it
+// is not there, and then only the fake's own checks apply.
+var openAPI = sync.OnceValues(func() (*jsonschema.Schema, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return nil, fmt.Errorf("sendgridfake: no module root above the working directory")
+		}
+		dir = parent
+	}
+	path := filepath.Join(filepath.Dir(dir), filepath.FromSlash(oaiFile))
+	if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020) // OpenAPI 3.1 schemas are JSON Schema 2020-12
+	c.AssertFormat()
+	return c.Compile((&url.URL{Scheme: "file", Path: filepath.ToSlash(path)}).String() + "#/mail_send/post/requestBody/content/application~1json/schema")
+})
+
+// checkOpenAPI validates a body against SendGrid's OpenAPI description, if
+// it is at hand, and returns the violations as SendGrid-shaped errors.
+func checkOpenAPI(body []byte) []FieldError {
+	schema, err := openAPI()
+	if err != nil {
+		return nil
+	}
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
+	if err != nil {
+		return nil // the fake's own decoding reports it
+	}
+	var ve *jsonschema.ValidationError
+	if err := schema.Validate(inst); !errors.As(err, &ve) {
+		return nil
+	}
+	var errs []FieldError
+	p := message.NewPrinter(language.English)
+	var walk func(e *jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if len(e.Causes) == 0 {
+			msg := e.ErrorKind.LocalizedString(p)
+			if f, ok := e.ErrorKind.(*kind.Format); ok {
+				msg = "not a valid " + f.Want // the value (an address) stays out: errors reach logs
+			}
+			errs = append(errs, field(strings.Join(e.InstanceLocation, "."), "SendGrid's OpenAPI description refuses it: "+msg))
+		}
+		for _, c := range e.Causes {
+			walk(c)
+		}
+	}
+	walk(ve)
+	return errs
+}
+
+// validEmail is SendGrid's check of an address: its OpenAPI types every
+// address as format "email" (RFC 5321, ASCII), not "idn-email", and it
+// answers 400 to a UTF-8 local part or domain: an internationalised domain
+// must come as punycode.
 func validEmail(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
 	a, err := mail.ParseAddress(s)
 	return err == nil && a.Address == s && a.Name == ""
 }
@@ -307,7 +554,7 @@ func parse(body []byte) (*request, []FieldError) {
 	if err := dec.Decode(&req); err != nil {
 		return nil, []FieldError{{Message: "Bad Request: " + err.Error()}}
 	}
-	var errs []FieldError
+	errs := checkOpenAPI(body)
 	add := func(f, msg string) { errs = append(errs, field(f, msg)) }
 	if req.From == nil || req.From.Email == "" {
 		add("from.email", "The from object must be provided for every email send. It is an object that requires the email parameter, but may also contain a name parameter.")
@@ -413,9 +660,22 @@ func parse(body []byte) (*request, []FieldError) {
 	return &req, nil
 }
 
+// droppedName tells whether SendGrid drops an email to a recipient of this
+// name: its v3 limitations say to, cc and bcc names cannot include `;` or
+// `,`, and what it does with one is accept the request and drop the email,
+// having read the name up to the comma as the address.
+func droppedName(name string) (string, bool) {
+	i := strings.IndexAny(name, ",;")
+	if i < 0 {
+		return "", false
+	}
+	return fmt.Sprintf("Invalid: the name was read as the address %q", strings.TrimSpace(name[:i])), true
+}
+
 // expand applies each personalization's substitutions and returns one
-// Received per recipient.
-func (req *request) expand(msgID string, reqNo int) []Received {
+// Received per recipient, and the emails SendGrid would drop apart.
+func (req *request) expand(msgID string, reqNo int, accountClickTracking bool) ([]Received, []Dropped) {
+	trackHTML, trackText := req.clickTracking(accountClickTracking)
 	var text, html string
 	for _, c := range req.Content {
 		switch c.Type {
@@ -430,7 +690,15 @@ func (req *request) expand(msgID string, reqNo int) []Received {
 		b, _ := base64.StdEncoding.DecodeString(a.Content)
 		atts = append(atts, Attachment{Filename: a.Filename, Type: a.Type, Content: b})
 	}
+	var replyTo string
+	if req.ReplyTo != nil {
+		replyTo = req.ReplyTo.Email
+		if req.ReplyTo.Name != "" {
+			replyTo = req.ReplyTo.Name + " <" + req.ReplyTo.Email + ">"
+		}
+	}
 	var out []Received
+	var dropped []Dropped
 	for _, p := range req.Personalizations {
 		subject := req.Subject
 		if p.Subject != "" {
@@ -447,13 +715,19 @@ func (req *request) expand(msgID string, reqNo int) []Received {
 			args[k], _ = v.(string)
 		}
 		for _, to := range p.To {
-			out = append(out, Received{
-				To: to.Email, ToName: to.Name, From: req.From.Email,
+			r := Received{
+				To: to.Email, ToName: to.Name, From: req.From.Email, FromName: req.From.Name, ReplyTo: replyTo,
 				Subject: sub(subject), Text: sub(text), HTML: sub(html),
 				CustomArgs: args, Categories: req.Categories, Attachments: atts,
 				MessageID: msgID, Request: reqNo,
-			})
+			}
+			r.HTML, r.Text, r.ClickTracked = rewriteLinks(r.HTML, r.Text, trackHTML, trackText)
+			if reason, ok := droppedName(to.Name); ok {
+				dropped = append(dropped, Dropped{Received: r, Reason: reason})
+				continue
+			}
+			out = append(out, r)
 		}
 	}
-	return out
+	return out, dropped
 }
