@@ -8,6 +8,8 @@ import (
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/migrate"
+
+	"github.com/onboard-dev/onboard/internal/filelock"
 )
 
 //go:embed migrations/*.sql
@@ -37,11 +39,19 @@ func MigrationNames() []string {
 }
 
 // Migrate applies every migration not applied yet. It is idempotent and safe
-// to run from several processes at once: on Postgres the whole run holds an
-// advisory lock, so a second process waits and then finds nothing to do.
+// to run from several processes at once: the whole run holds a lock (on
+// Postgres an advisory lock, on SQLite a lock file beside the database), so
+// a second process waits and then finds nothing to do.
 func Migrate(ctx context.Context, db *bun.DB) ([]string, error) {
 	d := DialectOfDB(db)
-	if d == Postgres {
+	switch d {
+	case SQLite:
+		unlock, err := lockSQLiteMigrations(ctx, db)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	case Postgres:
 		conn, err := db.Conn(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("migrate: %w", err)
@@ -53,6 +63,10 @@ func Migrate(ctx context.Context, db *bun.DB) ([]string, error) {
 		defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(?)", migrationLockKey) //nolint:errcheck // the lock also ends with the session
 	}
 
+	return runMigrations(ctx, db, d)
+}
+
+func runMigrations(ctx context.Context, db *bun.DB, d Dialect) ([]string, error) {
 	files, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
 		return nil, err
@@ -77,4 +91,25 @@ func Migrate(ctx context.Context, db *bun.DB) ([]string, error) {
 		applied = append(applied, mg.Name)
 	}
 	return applied, nil
+}
+
+// lockSQLiteMigrations serialises migrators of one SQLite file: SQLite has
+// no advisory lock, and two runs on a fresh file both see nothing applied
+// and both create the tables. The lock is an OS file lock on
+// DATABASE.migrate.lock, held for the whole run and dropped by the kernel if
+// the process dies. An in-memory database has no file and no other
+// migrator.
+func lockSQLiteMigrations(ctx context.Context, db *bun.DB) (unlock func(), err error) {
+	var file string
+	if err := db.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&file); err != nil {
+		return nil, fmt.Errorf("migrate: find the database file: %w", err)
+	}
+	if file == "" {
+		return func() {}, nil
+	}
+	unlock, err = filelock.Lock(file + ".migrate.lock")
+	if err != nil {
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return unlock, nil
 }

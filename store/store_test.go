@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -374,6 +375,38 @@ func TestPostgresJITIsOffUnlessAsked(t *testing.T) {
 		db.Close()
 		if err != nil || got != c.want {
 			t.Fatalf("%s: jit = %q, %v; want %q", c.dsn, got, err, c.want)
+		}
+	}
+}
+
+// SQLite has no advisory lock: concurrent migrators of one fresh file are
+// serialised by a lock file beside it (`onboard dev` and `onboard migrate`
+// at once, or two release phases).
+func TestMigrateConcurrentlyOnAFreshSQLiteFile(t *testing.T) {
+	t.Parallel()
+	for range 3 { // unserialised, about two rounds in three failed
+		dsn := "sqlite:" + filepath.Join(t.TempDir(), "onboard.db")
+		var wg sync.WaitGroup
+		var total int
+		var mu sync.Mutex
+		errs := make([]error, 6)
+		for i := range errs {
+			wg.Go(func() {
+				applied, err := store.Migrate(context.Background(), storetest.Open(t, dsn))
+				mu.Lock()
+				total += len(applied)
+				mu.Unlock()
+				errs[i] = err
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if want := len(store.MigrationNames()); total != want {
+			t.Fatalf("concurrent runs applied %d migrations in all, want each of the %d exactly once", total, want)
 		}
 	}
 }
