@@ -56,7 +56,8 @@ func main() {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
-		fmt.Fprintln(os.Stderr, "onboard: "+strings.ReplaceAll(err.Error(), "\n", "; "))
+		// Errors may echo a URL from the environment: mask its password.
+		fmt.Fprintln(os.Stderr, "onboard: "+config.Redact(strings.ReplaceAll(err.Error(), "\n", "; ")))
 		os.Exit(1)
 	}
 }
