@@ -457,11 +457,18 @@ func TestRedisDownWhileAPIAcceptsThenUp(t *testing.T) {
 
 func TestCommandsHelpAndErrors(t *testing.T) {
 	t.Parallel()
-	for _, sub := range [][]string{{"api"}, {"worker"}, {"scheduler"}, {"migrate"}, {"tenant", "create"}, {"tenant", "policy"}} {
+	for _, sub := range [][]string{{"dev"}, {"api"}, {"worker"}, {"scheduler"}, {"migrate"}, {"tenant", "create"}, {"tenant", "policy"}} {
 		cmd := exec.Command(binary, append(sub, "--help")...)
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "Usage: onboard") {
-			t.Errorf("onboard %v --help: %v\n%s", sub, err, out)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		out := stdout.String()
+		// Once, with its flags listed under a Flags: header that has any,
+		// and no internal placeholder shown as a default.
+		_, flags, hasFlags := strings.Cut(out, "\nFlags:\n")
+		if err != nil || stderr.Len() > 0 || strings.Count(out, "Usage: onboard") != 1 ||
+			(hasFlags && !strings.HasPrefix(flags, "  -")) || strings.Contains(out, "(default -1)") {
+			t.Errorf("onboard %v --help: %v\nstdout:\n%s\nstderr:\n%s", sub, err, out, stderr.String())
 		}
 	}
 	for _, tc := range []struct {
@@ -473,15 +480,18 @@ func TestCommandsHelpAndErrors(t *testing.T) {
 		{[]string{"tenant", "create"}, nil, "--name is required"},
 		{[]string{"migrate"}, []string{"DATABASE_URL=mysql://x"}, "DATABASE_URL"},
 		{[]string{"worker"}, []string{"SENDGRID_API_KEY="}, "SENDGRID_API_KEY"},
+		{[]string{"api", "--bogus"}, nil, "onboard: api: flag provided but not defined: -bogus"},
+		{[]string{"dev", "--adr", "x"}, nil, "onboard: dev: flag provided but not defined: -adr"},
+		{[]string{"tenant", "policy", "--id", "0b8e2f5c-3c56-4a77-9f3e-8a3f5d1f2b10", "--resend-max", "-1"}, nil, "--resend-max must be from 0 to 100"},
 	} {
 		cmd := exec.Command(binary, tc.args...)
 		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, tc.env...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
 		line := strings.TrimSpace(stderr.String())
-		if err == nil || !strings.Contains(line, tc.want) || strings.Count(line, "\n") != 0 {
-			t.Errorf("onboard %v: err %v, stderr %q: want one line containing %q", tc.args, err, line, tc.want)
+		if err == nil || !strings.Contains(line, tc.want) || strings.Count(line, "\n") != 0 || strings.Count(line, "onboard:") != 1 || stdout.Len() > 0 {
+			t.Errorf("onboard %v: err %v, stderr %q, stdout %q: want one line containing %q on stderr alone", tc.args, err, line, stdout.String(), tc.want)
 		}
 	}
 }

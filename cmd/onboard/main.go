@@ -88,34 +88,39 @@ func usage(w io.Writer) {
 
 // newFlags makes a subcommand's flag set, which prints its help on --help.
 func newFlags(env *environment, name, summary string) *flag.FlagSet {
-	fs := flag.NewFlagSet("onboard "+name, flag.ContinueOnError)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(env.stdout)
+	// Written to the flag set's output, which parseFlags silences while the
+	// flag package parses (it calls Usage on every error itself).
 	fs.Usage = func() {
-		fmt.Fprintf(env.stdout, "Usage: onboard %s [flags]\n\n%s\n", name, summary)
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: onboard %s [flags]\n\n%s\n", name, summary)
 		var n int
 		fs.VisitAll(func(*flag.Flag) { n++ })
 		if n > 0 {
-			fmt.Fprintln(env.stdout, "\nFlags:")
+			fmt.Fprintln(w, "\nFlags:")
 			fs.PrintDefaults()
 		}
 	}
 	return fs
 }
 
-// parseFlags parses args; on a usage error it says so on one line.
+// parseFlags parses args: --help prints the help once, on the flag set's
+// output; a usage error is one line, which main prefixes with "onboard: ".
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	out := fs.Output()
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
+	fs.SetOutput(out)
 	if errors.Is(err, flag.ErrHelp) {
-		fs.SetOutput(os.Stdout)
 		fs.Usage()
 		return err
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %v", fs.Name(), err)
+		return fmt.Errorf("%s: %v (see onboard %s --help)", fs.Name(), err, fs.Name())
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+		return fmt.Errorf("%s: unexpected argument %q (see onboard %s --help)", fs.Name(), fs.Arg(0), fs.Name())
 	}
 	return nil
 }
