@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/migrate"
@@ -27,6 +29,67 @@ var typesByDialect = map[Dialect]columnTypes{
 // migrationLockKey is the Postgres advisory lock that serialises concurrent
 // `onboard migrate` runs (two release phases starting at once).
 const migrationLockKey = 0x6f6e626f617264 // "onboard"
+
+// ErrNotMigrated is what CheckMigrated wraps when the database lacks
+// migrations this binary ships.
+var ErrNotMigrated = errors.New("database not migrated")
+
+// PendingMigrations names the embedded migrations the database has not
+// applied, oldest first (as 20261123000003_import_dry_runs): every one on a
+// database never migrated.
+func PendingMigrations(ctx context.Context, db *bun.DB) ([]string, error) {
+	q := "SELECT to_regclass('bun_migrations') IS NOT NULL"
+	if DialectOfDB(db) == SQLite {
+		q = "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'bun_migrations')"
+	}
+	var tracked bool
+	if err := db.QueryRowContext(ctx, q).Scan(&tracked); err != nil {
+		return nil, fmt.Errorf("check migrations: %w", err)
+	}
+	applied := map[string]bool{}
+	if tracked {
+		var names []string
+		if err := db.NewSelect().TableExpr("bun_migrations").Column("name").Scan(ctx, &names); err != nil {
+			return nil, fmt.Errorf("check migrations: %w", err)
+		}
+		for _, n := range names {
+			applied[n] = true
+		}
+	}
+	var pending []string
+	for _, label := range upMigrations() {
+		if id, _, _ := strings.Cut(label, "_"); !applied[id] {
+			pending = append(pending, label)
+		}
+	}
+	return pending, nil
+}
+
+// upMigrations names the embedded up migrations without their suffixes.
+func upMigrations() []string {
+	var labels []string
+	for _, file := range MigrationNames() {
+		if label, ok := strings.CutSuffix(file, ".up.sql"); ok {
+			labels = append(labels, strings.TrimSuffix(label, ".tx"))
+		}
+	}
+	return labels
+}
+
+// CheckMigrated returns nil when every embedded migration is applied, and
+// otherwise an error wrapping ErrNotMigrated that says what to run.
+func CheckMigrated(ctx context.Context, db *bun.DB) error {
+	pending, err := PendingMigrations(ctx, db)
+	switch {
+	case err != nil:
+		return err
+	case len(pending) == 0:
+		return nil
+	case len(pending) == len(upMigrations()):
+		return fmt.Errorf("%w: run onboard migrate", ErrNotMigrated)
+	}
+	return fmt.Errorf("%w: %d pending (%s): run onboard migrate", ErrNotMigrated, len(pending), strings.Join(pending, ", "))
+}
 
 // MigrationNames lists the migrations onboard ships, oldest first.
 func MigrationNames() []string {

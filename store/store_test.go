@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -408,5 +409,37 @@ func TestMigrateConcurrentlyOnAFreshSQLiteFile(t *testing.T) {
 		if want := len(store.MigrationNames()); total != want {
 			t.Fatalf("concurrent runs applied %d migrations in all, want each of the %d exactly once", total, want)
 		}
+	}
+}
+
+func TestCheckMigrated(t *testing.T) {
+	t.Parallel()
+	for name, dsn := range map[string]string{
+		"postgres": storetest.NewUnmigratedPostgresDSN(t),
+		"sqlite":   "sqlite:" + filepath.Join(t.TempDir(), "onboard.db"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := storetest.Open(t, dsn)
+			err := store.CheckMigrated(ctx, db)
+			if !errors.Is(err, store.ErrNotMigrated) || err.Error() != "database not migrated: run onboard migrate" {
+				t.Fatalf("never migrated: %v", err)
+			}
+			if _, err := store.Migrate(ctx, db); err != nil {
+				t.Fatal(err)
+			}
+			if err := store.CheckMigrated(ctx, db); err != nil {
+				t.Fatalf("migrated: %v", err)
+			}
+			// As if this binary shipped a migration the database lacks.
+			if _, err := db.NewDelete().TableExpr("bun_migrations").Where("name = ?", "20261123000003").Exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+			err = store.CheckMigrated(ctx, db)
+			if !errors.Is(err, store.ErrNotMigrated) || !strings.Contains(err.Error(), "1 pending (20261123000003_import_dry_runs): run onboard migrate") {
+				t.Fatalf("one pending: %v", err)
+			}
+		})
 	}
 }

@@ -28,6 +28,7 @@ func runAPI(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer db.Close()
+	warnIfNotMigrated(ctx, env, db)
 	dispatcher, closeDispatcher := newDispatcher(cfg, db, env)
 	defer closeDispatcher()
 	h, closeAPI, err := newAPIHandler(cfg, db, dispatcher, env, metrics.New())

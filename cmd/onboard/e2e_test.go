@@ -496,6 +496,45 @@ func TestCommandsHelpAndErrors(t *testing.T) {
 	}
 }
 
+// A database that was never migrated: the processes start and say so,
+// /readyz answers 503 naming the cause until `onboard migrate` has run, and
+// the tenant commands say what to run instead of a raw SQL error.
+func TestUnmigratedDatabaseIsNamed(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, "DATABASE_URL="+storetest.NewUnmigratedPostgresDSN(t))
+	const want = "database not migrated: run onboard migrate"
+	for _, args := range [][]string{
+		{"tenant", "create", "--name", "Early Co"},
+		{"tenant", "policy", "--id", "0b8e2f5c-3c56-4a77-9f3e-8a3f5d1f2b10", "--resend-max", "2"},
+	} {
+		cmd := exec.Command(binary, args...)
+		cmd.Env = s.env
+		out, err := cmd.CombinedOutput()
+		if line := strings.TrimSpace(string(out)); err == nil || line != "onboard: "+args[0]+" "+args[1]+": "+want {
+			t.Errorf("onboard %v: %v %q", args, err, line)
+		}
+	}
+	s.start("api", "api")
+	s.start("worker", "worker")
+	s.start("scheduler", "scheduler")
+	readyz := func() (int, string) {
+		code, body := request(t, s.apiURL, "", "GET", "/readyz", "", nil)
+		return code, string(body)
+	}
+	if code, body := readyz(); code != 503 || !strings.Contains(body, want) {
+		t.Fatalf("readyz before migrate: %d %s", code, body)
+	}
+	for _, name := range []string{"api", "worker", "scheduler"} {
+		testenv.Eventually(t, 30*time.Second, name+" to warn that the database is not migrated", func() bool {
+			return strings.Contains(s.logs[name].String(), "level=WARN msg=\""+want+"\"")
+		})
+	}
+	s.run("migrate")
+	if code, body := readyz(); code != 200 {
+		t.Fatalf("readyz after migrate: %d %s", code, body)
+	}
+}
+
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // upload posts a file to /v1/imports as curl -F does.

@@ -164,6 +164,16 @@ func setup(ctx context.Context, env *environment, fs *flag.FlagSet, args []strin
 	return cfg, db, nil
 }
 
+// warnIfNotMigrated logs what the database lacks of the migrations this
+// binary ships. The process starts anyway (a release phase may be migrating
+// right now, and a database down at boot is not a reason to stop); /readyz
+// answers 503 with the same words until it is done.
+func warnIfNotMigrated(ctx context.Context, env *environment, db *bun.DB) {
+	if err := store.CheckMigrated(ctx, db); err != nil {
+		env.log.Warn(err.Error())
+	}
+}
+
 // newDispatcher connects the outbox to Redis; close releases the
 // connections.
 func newDispatcher(cfg *config.Config, db *bun.DB, env *environment) (d *outbox.Dispatcher, close func()) {

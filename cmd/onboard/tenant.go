@@ -51,6 +51,9 @@ func runTenant(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer db.Close()
+	if err := store.CheckMigrated(ctx, db); err != nil {
+		return fmt.Errorf("tenant create: %w", err)
+	}
 	t, key, err := store.CreateTenant(ctx, db, *name, *admin, now())
 	if err != nil {
 		return err
@@ -92,6 +95,9 @@ func runTenantPolicy(ctx context.Context, env *environment, args []string) error
 		return err
 	}
 	defer db.Close()
+	if err := store.CheckMigrated(ctx, db); err != nil {
+		return fmt.Errorf("tenant policy: %w", err)
+	}
 	t, err := store.TenantByID(ctx, db, tenantID)
 	if err != nil {
 		return err

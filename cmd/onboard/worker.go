@@ -45,6 +45,7 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer db.Close()
+	warnIfNotMigrated(ctx, env, db)
 	dispatcher, closeDispatcher := newDispatcher(cfg, db, env)
 	defer closeDispatcher()
 	mailer := mail.NewSendGrid(cfg.SendGridAPIKey, cfg.SendGridAPIURL, &http.Client{Timeout: 30 * time.Second})
