@@ -481,6 +481,7 @@ func TestCommandsHelpAndErrors(t *testing.T) {
 		{[]string{"migrate"}, []string{"DATABASE_URL=mysql://x"}, "DATABASE_URL"},
 		{[]string{"worker"}, []string{"SENDGRID_API_KEY="}, "SENDGRID_API_KEY"},
 		{[]string{"api", "--bogus"}, nil, "onboard: api: flag provided but not defined: -bogus"},
+		{[]string{"dev", "--addr", "127.0.0.1:0", "--data", t.TempDir()}, []string{"SENDGRID_API_KEY=SG.x"}, "dev: MAIL_FROM is required when SENDGRID_API_KEY is set"},
 		{[]string{"dev", "--adr", "x"}, nil, "onboard: dev: flag provided but not defined: -adr"},
 		{[]string{"tenant", "policy", "--id", "0b8e2f5c-3c56-4a77-9f3e-8a3f5d1f2b10", "--resend-max", "-1"}, nil, "--resend-max must be from 0 to 100"},
 	} {
