@@ -213,7 +213,7 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 		MailPage: sink != nil, Tenant: tenantName, APIKey: state.APIKey,
 		SampleFile: samplePath, DataDir: dir, Embedded: embedded,
 	})
-	return serveHTTP(ctx, &denv, ln, root, cfg.ShutdownTimeout)
+	return serveHTTP(ctx, &denv, "api", ln, root, cfg.ShutdownTimeout)
 }
 
 // browsable is the address to print: a wildcard listen address is reached

@@ -8,11 +8,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -369,6 +371,9 @@ func TestInviteEmailAcceptEndToEnd(t *testing.T) {
 			t.Errorf("%s on SIGTERM: %v", name, err)
 		}
 	}
+	if !strings.Contains(s.logs["worker"].String(), "metrics listening") || strings.Contains(s.logs["worker"].String(), "api listening") {
+		t.Errorf("the worker's METRICS_ADDR listener is not logged as such")
+	}
 	if !strings.Contains(s.logs["worker"].String(), "All workers have finished") || !strings.Contains(s.logs["api"].String(), "api draining") {
 		t.Error("the processes did not shut down gracefully")
 	}
@@ -533,6 +538,53 @@ func TestUnmigratedDatabaseIsNamed(t *testing.T) {
 	s.run("migrate")
 	if code, body := readyz(); code != 200 {
 		t.Fatalf("readyz after migrate: %d %s", code, body)
+	}
+}
+
+// The first SIGTERM drains; a second one exits at once, non-zero, for the
+// operator who will not wait for SHUTDOWN_TIMEOUT.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, "SHUTDOWN_TIMEOUT=2m")
+	s.run("migrate")
+	key := s.newTenant("Slow Co")
+	s.start("api", "api")
+	// An upload that stalls halfway: draining waits for it.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.apiURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/imports HTTP/1.1\r\nHost: onboard\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"+
+		"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"c.csv\"\r\n\r\nAccount Number,Customer Email\r\n", key)
+	time.Sleep(300 * time.Millisecond)
+
+	cmd := s.procs["api"]
+	delete(s.procs, "api") // waited for here
+	done := make(chan error, 1)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	go func() { done <- cmd.Wait() }()
+	testenv.Eventually(t, 10*time.Second, "the api to drain", func() bool { return strings.Contains(s.logs["api"].String(), "api draining") })
+	select {
+	case err := <-done:
+		t.Fatalf("the api exited with an upload open (%v): it did not drain", err)
+	case <-time.After(time.Second):
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("after a second SIGTERM: %v, want exit status 1", err)
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("a second SIGTERM did not stop the api")
+	}
+	log := s.logs["api"].String()
+	if !strings.Contains(log, "send the signal again to exit at once") || !strings.Contains(log, "second signal: exiting at once") {
+		t.Fatalf("the api log does not say what the signals did:\n%s", log)
 	}
 }
 

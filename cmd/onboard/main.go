@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -46,12 +47,13 @@ type environment struct {
 	stdout io.Writer
 	stderr io.Writer
 	log    *slog.Logger
+	// logged is log for the signal handler's goroutine, once there is one.
+	logged *atomic.Pointer[slog.Logger]
 }
 
 func main() {
-	env := &environment{getenv: os.Getenv, stdout: os.Stdout, stderr: os.Stderr}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
+	env := &environment{getenv: os.Getenv, stdout: os.Stdout, stderr: os.Stderr, logged: &atomic.Pointer[slog.Logger]{}}
+	ctx := shutdownOnSignal(env)
 	if err := run(ctx, env, os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
@@ -60,6 +62,35 @@ func main() {
 		fmt.Fprintln(os.Stderr, "onboard: "+config.Redact(strings.ReplaceAll(err.Error(), "\n", "; ")))
 		os.Exit(1)
 	}
+}
+
+// shutdownOnSignal cancels the context at the first SIGINT or SIGTERM: a
+// graceful stop (running tasks finish and open requests drain, for up to
+// SHUTDOWN_TIMEOUT). A second one exits at once with status 1, for the
+// operator who will not wait: tasks cut short go back to the queue when
+// their lease runs out, as after a crash.
+func shutdownOnSignal(env *environment) context.Context {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		sig := <-sigs
+		env.signalLog().Info("stopping: finishing what is running; send the signal again to exit at once", "signal", sig.String())
+		cancel()
+		sig = <-sigs
+		env.signalLog().Warn("second signal: exiting at once", "signal", sig.String())
+		os.Exit(1)
+	}()
+	return ctx
+}
+
+// signalLog is the configured logger, or a plain one on stderr before the
+// configuration is loaded.
+func (env *environment) signalLog() *slog.Logger {
+	if l := env.logged.Load(); l != nil {
+		return l
+	}
+	return slog.New(slog.NewTextHandler(env.stderr, nil))
 }
 
 func run(ctx context.Context, env *environment, args []string) error {
@@ -132,6 +163,9 @@ func loadConfig(env *environment) (*config.Config, error) {
 		return nil, err
 	}
 	env.log = newLogger(env.stderr, cfg.LogFormat, cfg.LogLevel)
+	if env.logged != nil {
+		env.logged.Store(env.log)
+	}
 	return cfg, nil
 }
 

@@ -65,7 +65,7 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler(cfg.MetricsToken))
-	return serveHTTP(ctx, env, ln, mux, cfg.ShutdownTimeout)
+	return serveHTTP(ctx, env, "metrics", ln, mux, cfg.ShutdownTimeout)
 }
 
 // startWorker starts the worker pool (the same in `worker` and `dev`); stop
