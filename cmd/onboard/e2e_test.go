@@ -588,6 +588,31 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	}
 }
 
+// With Redis down, the libraries under the API complain (go-redis' pool,
+// asynq's metrics collector): in the JSON log, as JSON.
+func TestLibraryLogsAreJSON(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, "LOG_FORMAT=json", "LOG_LEVEL=info", "REDIS_URL=redis://"+testenv.FreeAddr(t)+"/0")
+	s.start("api", "api")
+	for _, path := range []string{"/readyz", "/metrics"} {
+		if code, _ := request(t, s.apiURL, "", "GET", path, "", nil); path == "/readyz" && code != 503 {
+			t.Fatalf("readyz with Redis down: %d", code)
+		}
+	}
+	testenv.Eventually(t, 30*time.Second, "go-redis and the metrics collector to log", func() bool {
+		l := s.logs["api"].String()
+		return strings.Contains(l, `"component":"go-redis"`) && strings.Contains(l, "Failed to collect metrics data")
+	})
+	if err := s.stop("api"); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(s.logs["api"].String()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("not JSON: %s", line)
+		}
+	}
+}
+
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // upload posts a file to /v1/imports as curl -F does.

@@ -19,6 +19,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
 
+	"github.com/onboard-dev/onboard/internal/asynqslog"
 	"github.com/onboard-dev/onboard/internal/config"
 	"github.com/onboard-dev/onboard/internal/outbox"
 	"github.com/onboard-dev/onboard/store"
@@ -165,6 +166,9 @@ func loadConfig(env *environment) (*config.Config, error) {
 	env.log = newLogger(env.stderr, cfg.LogFormat, cfg.LogLevel)
 	if env.logged != nil {
 		env.logged.Store(env.log)
+		// Once per process (main's environment): go-redis and the standard
+		// logger are package-level.
+		asynqslog.Route(env.log)
 	}
 	return cfg, nil
 }
