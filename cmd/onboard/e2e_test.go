@@ -613,6 +613,69 @@ func TestLibraryLogsAreJSON(t *testing.T) {
 	}
 }
 
+// The Procfile's lines, run as a Heroku-style platform runs them (in a
+// shell, with PORT set): the web process listens on $PORT, and the worker
+// drains for 25 s by default, inside the platform's 30 s before SIGKILL.
+func TestProcfile(t *testing.T) {
+	t.Parallel()
+	procfile, err := os.ReadFile("../../Procfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := func(name string) string {
+		for _, l := range strings.Split(string(procfile), "\n") {
+			if cmd, ok := strings.CutPrefix(l, name+":"); ok {
+				return strings.TrimSpace(cmd)
+			}
+		}
+		t.Fatalf("the Procfile has no %s line", name)
+		return ""
+	}
+	s := newSystem(t)
+	s.run("migrate")
+	port := strings.TrimPrefix(testenv.FreeAddr(t), "127.0.0.1:")
+	var env []string
+	for _, kv := range s.env {
+		if !strings.HasPrefix(kv, "SHUTDOWN_TIMEOUT=") && !strings.HasPrefix(kv, "HTTP_ADDR=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "PATH="+filepath.Dir(binary)+":"+os.Getenv("PATH"), "PORT="+port)
+	var logs = map[string]*syncBuffer{}
+	for _, name := range []string{"web", "worker"} {
+		logs[name] = &syncBuffer{}
+		cmd := exec.Command("sh", "-c", line(name))
+		cmd.Env = env
+		cmd.Stdout, cmd.Stderr = logs[name], logs[name]
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+			if t.Failed() {
+				t.Logf("--- %s log:\n%s", name, logs[name].String())
+			}
+		})
+		if name == "worker" {
+			testenv.Eventually(t, 30*time.Second, "the worker to start", func() bool { return strings.Contains(logs[name].String(), "worker started") })
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		}
+	}
+	testenv.Eventually(t, 30*time.Second, "the web process to answer on $PORT", func() bool {
+		resp, err := http.Get("http://127.0.0.1:" + port + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	testenv.Eventually(t, 30*time.Second, "the worker to drain for 25s", func() bool {
+		return strings.Contains(logs["worker"].String(), "worker stopping: finishing running tasks\" timeout=25s")
+	})
+}
+
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // upload posts a file to /v1/imports as curl -F does.
