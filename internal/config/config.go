@@ -327,7 +327,9 @@ func parseRedisURL(raw string) (asynq.RedisConnOpt, error) {
 	return asynq.ParseRedisURI(raw)
 }
 
-const sentinelForm = "redis-sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT…][/DB]?master=NAME[&password=MASTER_PASSWORD]"
+// sentinelForm is quoted in errors; its password parts are left out, since
+// errors are masked as if they echoed a URL.
+const sentinelForm = "redis-sentinel://HOST:PORT[,HOST:PORT…][/DB]?master=NAME (README: Configuration)"
 
 // parseSentinelURL reads redis-sentinel://[USER:PASSWORD@]H:P[,H:P…][/DB]?master=NAME[&password=P].
 // The password before the host authenticates to the sentinels (as in
