@@ -1,5 +1,9 @@
 # syntax=docker/dockerfile:1
-FROM golang:1.26-bookworm AS build
+# The tag names go.mod's Go version: an older cached golang:1.26 image fails
+# the build, as the image sets GOTOOLCHAIN=local. GOTOOLCHAIN=auto lets a
+# later go.mod bump fetch its toolchain instead of failing the same way.
+FROM golang:1.26.8-bookworm AS build
+ENV GOTOOLCHAIN=auto
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -375,5 +377,69 @@ func TestPostgresJITIsOffUnlessAsked(t *testing.T) {
 		if err != nil || got != c.want {
 			t.Fatalf("%s: jit = %q, %v; want %q", c.dsn, got, err, c.want)
 		}
+	}
+}
+
+// SQLite has no advisory lock: concurrent migrators of one fresh file are
+// serialised by a lock file beside it (`onboard dev` and `onboard migrate`
+// at once, or two release phases).
+func TestMigrateConcurrentlyOnAFreshSQLiteFile(t *testing.T) {
+	t.Parallel()
+	for range 3 { // unserialised, about two rounds in three failed
+		dsn := "sqlite:" + filepath.Join(t.TempDir(), "onboard.db")
+		var wg sync.WaitGroup
+		var total int
+		var mu sync.Mutex
+		errs := make([]error, 6)
+		for i := range errs {
+			wg.Go(func() {
+				applied, err := store.Migrate(context.Background(), storetest.Open(t, dsn))
+				mu.Lock()
+				total += len(applied)
+				mu.Unlock()
+				errs[i] = err
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if want := len(store.MigrationNames()); total != want {
+			t.Fatalf("concurrent runs applied %d migrations in all, want each of the %d exactly once", total, want)
+		}
+	}
+}
+
+func TestCheckMigrated(t *testing.T) {
+	t.Parallel()
+	for name, dsn := range map[string]string{
+		"postgres": storetest.NewUnmigratedPostgresDSN(t),
+		"sqlite":   "sqlite:" + filepath.Join(t.TempDir(), "onboard.db"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := storetest.Open(t, dsn)
+			err := store.CheckMigrated(ctx, db)
+			if !errors.Is(err, store.ErrNotMigrated) || err.Error() != "database not migrated: run onboard migrate" {
+				t.Fatalf("never migrated: %v", err)
+			}
+			if _, err := store.Migrate(ctx, db); err != nil {
+				t.Fatal(err)
+			}
+			if err := store.CheckMigrated(ctx, db); err != nil {
+				t.Fatalf("migrated: %v", err)
+			}
+			// As if this binary shipped a migration the database lacks.
+			if _, err := db.NewDelete().TableExpr("bun_migrations").Where("name = ?", "20261123000003").Exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+			err = store.CheckMigrated(ctx, db)
+			if !errors.Is(err, store.ErrNotMigrated) || !strings.Contains(err.Error(), "1 pending (20261123000003_import_dry_runs): run onboard migrate") {
+				t.Fatalf("one pending: %v", err)
+			}
+		})
 	}
 }

@@ -28,6 +28,7 @@ func runAPI(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer db.Close()
+	warnIfNotMigrated(ctx, env, db)
 	dispatcher, closeDispatcher := newDispatcher(cfg, db, env)
 	defer closeDispatcher()
 	h, closeAPI, err := newAPIHandler(cfg, db, dispatcher, env, metrics.New())
@@ -39,7 +40,7 @@ func runAPI(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return err
 	}
-	return serveHTTP(ctx, env, ln, h, cfg.ShutdownTimeout)
+	return serveHTTP(ctx, env, "api", ln, h, cfg.ShutdownTimeout)
 }
 
 // newAPIHandler is the API with the dashboard mounted: the same in `api`
@@ -86,8 +87,9 @@ func redisClient(cfg *config.Config) (redis.UniversalClient, error) {
 	return rc, nil
 }
 
-// serveHTTP serves on ln until ctx ends, then drains open requests.
-func serveHTTP(ctx context.Context, env *environment, ln net.Listener, h http.Handler, drain time.Duration) error {
+// serveHTTP serves on ln until ctx ends, then drains open requests; what
+// names the server in the log ("api", "metrics").
+func serveHTTP(ctx context.Context, env *environment, what string, ln net.Listener, h http.Handler, drain time.Duration) error {
 	hs := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -97,13 +99,13 @@ func serveHTTP(ctx context.Context, env *environment, ln net.Listener, h http.Ha
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	env.log.Info("api listening", "addr", ln.Addr().String())
+	env.log.Info(what+" listening", "addr", ln.Addr().String())
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
-	env.log.Info("api draining", "timeout", drain)
+	env.log.Info(what+" draining", "timeout", drain)
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {

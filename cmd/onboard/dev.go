@@ -21,6 +21,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/onboard-dev/onboard/internal/erp"
+	"github.com/onboard-dev/onboard/internal/filelock"
 	"github.com/onboard-dev/onboard/internal/importer"
 	"github.com/onboard-dev/onboard/internal/mail"
 	"github.com/onboard-dev/onboard/internal/metrics"
@@ -47,9 +48,28 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	// As the worker does: with SendGrid, the sender is the user's to name.
+	if strings.TrimSpace(env.getenv("SENDGRID_API_KEY")) != "" && strings.TrimSpace(env.getenv("MAIL_FROM")) == "" {
+		return errors.New("dev: MAIL_FROM is required when SENDGRID_API_KEY is set (unset SENDGRID_API_KEY to keep the emails on the mail page)")
+	}
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
 		return fmt.Errorf("dev: data directory: %w", err)
 	}
+	// Absolute, so the printed lines work pasted in any directory.
+	dir, err := filepath.Abs(*dataDir)
+	if err != nil {
+		return fmt.Errorf("dev: data directory: %w", err)
+	}
+	// One dev per data directory: a second would create its own demo tenant
+	// and overwrite dev.json, and the two would share the SQLite file.
+	unlock, err := filelock.TryLock(filepath.Join(dir, "dev.lock"))
+	if errors.Is(err, filelock.ErrLocked) {
+		return fmt.Errorf("dev: another onboard dev is running on %s (stop it, or give this one another --data)", dir)
+	}
+	if err != nil {
+		return fmt.Errorf("dev: %w", err)
+	}
+	defer unlock()
 	listenAddr := *addr
 	if listenAddr == "" {
 		listenAddr = env.getenv("HTTP_ADDR")
@@ -69,7 +89,7 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 	// The embedded defaults fill in what the environment leaves unset; what
 	// it sets wins, and goes through the same validation as in production.
 	defaults := map[string]string{
-		"DATABASE_URL":       "sqlite:" + filepath.Join(*dataDir, "onboard.db"),
+		"DATABASE_URL":       "sqlite:" + filepath.Join(dir, "onboard.db"),
 		"HTTP_ADDR":          ln.Addr().String(),
 		"PUBLIC_URL":         apiURL,
 		"MAIL_FROM":          "noreply@onboard.example",
@@ -100,9 +120,9 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 		embedded = append(embedded, "ERP: simulator with "+describeAccounts(accounts))
 	}
 	if env.getenv("DATABASE_URL") == "" {
-		embedded = append(embedded, "database: SQLite at "+filepath.Join(*dataDir, "onboard.db"))
+		embedded = append(embedded, "database: SQLite at "+filepath.Join(dir, "onboard.db"))
 	}
-	state, err := loadDevState(*dataDir)
+	state, err := loadDevState(dir)
 	if err != nil {
 		return err
 	}
@@ -130,11 +150,11 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 	if _, err := store.Migrate(ctx, db); err != nil {
 		return err
 	}
-	tenantName, err := ensureDemoTenant(ctx, db, state, *dataDir)
+	tenantName, err := ensureDemoTenant(ctx, db, state, dir)
 	if err != nil {
 		return err
 	}
-	samplePath := filepath.Join(*dataDir, "sample-customers.csv")
+	samplePath := filepath.Join(dir, "sample-customers.csv")
 	if err := os.WriteFile(samplePath, importer.SampleCSV, 0o600); err != nil {
 		return fmt.Errorf("dev: %w", err)
 	}
@@ -142,7 +162,7 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 	var mailer workers.Mailer
 	var sink *mail.Sink
 	if cfg.SendGridAPIKey == "" {
-		if sink, err = mail.NewSink(filepath.Join(*dataDir, "mail")); err != nil {
+		if sink, err = mail.NewSink(filepath.Join(dir, "mail")); err != nil {
 			return err
 		}
 		mailer = sink
@@ -191,9 +211,9 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 	printDevBanner(env, devBanner{
 		APIURL: apiURL, MonitorUser: cfg.MonitorUser, MonitorPassword: cfg.MonitorPassword,
 		MailPage: sink != nil, Tenant: tenantName, APIKey: state.APIKey,
-		SampleFile: samplePath, DataDir: *dataDir, Embedded: embedded,
+		SampleFile: samplePath, DataDir: dir, Embedded: embedded,
 	})
-	return serveHTTP(ctx, &denv, ln, root, cfg.ShutdownTimeout)
+	return serveHTTP(ctx, &denv, "api", ln, root, cfg.ShutdownTimeout)
 }
 
 // browsable is the address to print: a wildcard listen address is reached

@@ -6,6 +6,7 @@ package main_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -42,10 +44,14 @@ var (
 
 // startDev runs `onboard dev` on a free port with only PATH and HOME in its
 // environment: whatever it needs, it brings.
-func startDev(t *testing.T, data string) *devProcess {
+func startDev(t *testing.T, data string) *devProcess { return startDevIn(t, "", data) }
+
+// startDevIn is startDev run in the directory cwd ("": the test's).
+func startDevIn(t *testing.T, cwd, data string) *devProcess {
 	t.Helper()
 	d := &devProcess{t: t, data: data, out: &syncBuffer{}, curlLine: map[string]string{}}
 	d.cmd = exec.Command(binary, "dev", "--data", data, "--addr", "127.0.0.1:0")
+	d.cmd.Dir = cwd
 	// RATE_LIMIT_PER_MINUTE=0: the test polls faster than a tenant may.
 	d.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "SHUTDOWN_TIMEOUT=5s", "RATE_LIMIT_PER_MINUTE=0"}
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
@@ -331,5 +337,36 @@ func TestDevRestartLosesNoWork(t *testing.T) {
 		}
 		return true
 	})
+	d.stop()
+}
+
+// The data directory: the printed lines name it absolutely, so they work
+// pasted in another directory, and a second dev on it is refused (it would
+// make a demo tenant of its own and overwrite dev.json).
+func TestDevDataDirectory(t *testing.T) {
+	t.Parallel()
+	cwd := t.TempDir()
+	d := startDevIn(t, cwd, "state") // relative to dev's directory, not the test's
+	want := "-F file=@" + filepath.Join(cwd, "state", "sample-customers.csv") + " "
+	if !strings.Contains(d.curlLine["import"], want) {
+		t.Fatalf("the import line does not name the sample file absolutely (%q):\n%s", want, d.curlLine["import"])
+	}
+	if imported := d.curl("import"); imported["id"] == nil {
+		t.Fatalf("import curl run in another directory: %v", imported)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	second := exec.CommandContext(ctx, binary, "dev", "--data", filepath.Join(cwd, "state"), "--addr", "127.0.0.1:0")
+	second.Env = d.cmd.Env
+	var stdout, stderr bytes.Buffer
+	second.Stdout, second.Stderr = &stdout, &stderr
+	err := second.Run()
+	line := strings.TrimSpace(stderr.String())
+	if err == nil || line != "onboard: dev: another onboard dev is running on "+filepath.Join(cwd, "state")+" (stop it, or give this one another --data)" || stdout.Len() > 0 {
+		t.Fatalf("a second dev on the same directory: %v, stderr %q, stdout %q", err, line, stdout.String())
+	}
+	var customers struct{ Data []map[string]any }
+	d.getJSON("/v1/customers", &customers) // the first one is unharmed
 	d.stop()
 }

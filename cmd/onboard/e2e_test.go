@@ -8,11 +8,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -369,6 +371,9 @@ func TestInviteEmailAcceptEndToEnd(t *testing.T) {
 			t.Errorf("%s on SIGTERM: %v", name, err)
 		}
 	}
+	if !strings.Contains(s.logs["worker"].String(), "metrics listening") || strings.Contains(s.logs["worker"].String(), "api listening") {
+		t.Errorf("the worker's METRICS_ADDR listener is not logged as such")
+	}
 	if !strings.Contains(s.logs["worker"].String(), "All workers have finished") || !strings.Contains(s.logs["api"].String(), "api draining") {
 		t.Error("the processes did not shut down gracefully")
 	}
@@ -457,11 +462,18 @@ func TestRedisDownWhileAPIAcceptsThenUp(t *testing.T) {
 
 func TestCommandsHelpAndErrors(t *testing.T) {
 	t.Parallel()
-	for _, sub := range [][]string{{"api"}, {"worker"}, {"scheduler"}, {"migrate"}, {"tenant", "create"}, {"tenant", "policy"}} {
+	for _, sub := range [][]string{{"dev"}, {"api"}, {"worker"}, {"scheduler"}, {"migrate"}, {"tenant", "create"}, {"tenant", "policy"}} {
 		cmd := exec.Command(binary, append(sub, "--help")...)
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "Usage: onboard") {
-			t.Errorf("onboard %v --help: %v\n%s", sub, err, out)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		out := stdout.String()
+		// Once, with its flags listed under a Flags: header that has any,
+		// and no internal placeholder shown as a default.
+		_, flags, hasFlags := strings.Cut(out, "\nFlags:\n")
+		if err != nil || stderr.Len() > 0 || strings.Count(out, "Usage: onboard") != 1 ||
+			(hasFlags && !strings.HasPrefix(flags, "  -")) || strings.Contains(out, "(default -1)") {
+			t.Errorf("onboard %v --help: %v\nstdout:\n%s\nstderr:\n%s", sub, err, out, stderr.String())
 		}
 	}
 	for _, tc := range []struct {
@@ -473,17 +485,195 @@ func TestCommandsHelpAndErrors(t *testing.T) {
 		{[]string{"tenant", "create"}, nil, "--name is required"},
 		{[]string{"migrate"}, []string{"DATABASE_URL=mysql://x"}, "DATABASE_URL"},
 		{[]string{"worker"}, []string{"SENDGRID_API_KEY="}, "SENDGRID_API_KEY"},
+		{[]string{"api", "--bogus"}, nil, "onboard: api: flag provided but not defined: -bogus"},
+		{[]string{"dev", "--addr", "127.0.0.1:0", "--data", t.TempDir()}, []string{"SENDGRID_API_KEY=SG.x"}, "dev: MAIL_FROM is required when SENDGRID_API_KEY is set"},
+		{[]string{"dev", "--adr", "x"}, nil, "onboard: dev: flag provided but not defined: -adr"},
+		{[]string{"tenant", "policy", "--id", "0b8e2f5c-3c56-4a77-9f3e-8a3f5d1f2b10", "--resend-max", "-1"}, nil, "--resend-max must be from 0 to 100"},
 	} {
 		cmd := exec.Command(binary, tc.args...)
 		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, tc.env...)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
 		line := strings.TrimSpace(stderr.String())
-		if err == nil || !strings.Contains(line, tc.want) || strings.Count(line, "\n") != 0 {
-			t.Errorf("onboard %v: err %v, stderr %q: want one line containing %q", tc.args, err, line, tc.want)
+		if err == nil || !strings.Contains(line, tc.want) || strings.Count(line, "\n") != 0 || strings.Count(line, "onboard:") != 1 || stdout.Len() > 0 {
+			t.Errorf("onboard %v: err %v, stderr %q, stdout %q: want one line containing %q on stderr alone", tc.args, err, line, stdout.String(), tc.want)
 		}
 	}
+}
+
+// A database that was never migrated: the processes start and say so,
+// /readyz answers 503 naming the cause until `onboard migrate` has run, and
+// the tenant commands say what to run instead of a raw SQL error.
+func TestUnmigratedDatabaseIsNamed(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, "DATABASE_URL="+storetest.NewUnmigratedPostgresDSN(t))
+	const want = "database not migrated: run onboard migrate"
+	for _, args := range [][]string{
+		{"tenant", "create", "--name", "Early Co"},
+		{"tenant", "policy", "--id", "0b8e2f5c-3c56-4a77-9f3e-8a3f5d1f2b10", "--resend-max", "2"},
+	} {
+		cmd := exec.Command(binary, args...)
+		cmd.Env = s.env
+		out, err := cmd.CombinedOutput()
+		if line := strings.TrimSpace(string(out)); err == nil || line != "onboard: "+args[0]+" "+args[1]+": "+want {
+			t.Errorf("onboard %v: %v %q", args, err, line)
+		}
+	}
+	s.start("api", "api")
+	s.start("worker", "worker")
+	s.start("scheduler", "scheduler")
+	readyz := func() (int, string) {
+		code, body := request(t, s.apiURL, "", "GET", "/readyz", "", nil)
+		return code, string(body)
+	}
+	if code, body := readyz(); code != 503 || !strings.Contains(body, want) {
+		t.Fatalf("readyz before migrate: %d %s", code, body)
+	}
+	for _, name := range []string{"api", "worker", "scheduler"} {
+		testenv.Eventually(t, 30*time.Second, name+" to warn that the database is not migrated", func() bool {
+			return strings.Contains(s.logs[name].String(), "level=WARN msg=\""+want+"\"")
+		})
+	}
+	s.run("migrate")
+	if code, body := readyz(); code != 200 {
+		t.Fatalf("readyz after migrate: %d %s", code, body)
+	}
+}
+
+// The first SIGTERM drains; a second one exits at once, non-zero, for the
+// operator who will not wait for SHUTDOWN_TIMEOUT.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, "SHUTDOWN_TIMEOUT=2m")
+	s.run("migrate")
+	key := s.newTenant("Slow Co")
+	s.start("api", "api")
+	// An upload that stalls halfway: draining waits for it.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.apiURL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/imports HTTP/1.1\r\nHost: onboard\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"+
+		"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"c.csv\"\r\n\r\nAccount Number,Customer Email\r\n", key)
+	time.Sleep(300 * time.Millisecond)
+
+	cmd := s.procs["api"]
+	delete(s.procs, "api") // waited for here
+	done := make(chan error, 1)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	go func() { done <- cmd.Wait() }()
+	testenv.Eventually(t, 10*time.Second, "the api to drain", func() bool { return strings.Contains(s.logs["api"].String(), "api draining") })
+	select {
+	case err := <-done:
+		t.Fatalf("the api exited with an upload open (%v): it did not drain", err)
+	case <-time.After(time.Second):
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("after a second SIGTERM: %v, want exit status 1", err)
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("a second SIGTERM did not stop the api")
+	}
+	log := s.logs["api"].String()
+	if !strings.Contains(log, "send the signal again to exit at once") || !strings.Contains(log, "second signal: exiting at once") {
+		t.Fatalf("the api log does not say what the signals did:\n%s", log)
+	}
+}
+
+// With Redis down, the libraries under the API complain (go-redis' pool,
+// asynq's metrics collector): in the JSON log, as JSON.
+func TestLibraryLogsAreJSON(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, "LOG_FORMAT=json", "LOG_LEVEL=info", "REDIS_URL=redis://"+testenv.FreeAddr(t)+"/0")
+	s.start("api", "api")
+	for _, path := range []string{"/readyz", "/metrics"} {
+		if code, _ := request(t, s.apiURL, "", "GET", path, "", nil); path == "/readyz" && code != 503 {
+			t.Fatalf("readyz with Redis down: %d", code)
+		}
+	}
+	testenv.Eventually(t, 30*time.Second, "go-redis and the metrics collector to log", func() bool {
+		l := s.logs["api"].String()
+		return strings.Contains(l, `"component":"go-redis"`) && strings.Contains(l, "Failed to collect metrics data")
+	})
+	if err := s.stop("api"); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(s.logs["api"].String()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("not JSON: %s", line)
+		}
+	}
+}
+
+// The Procfile's lines, run as a Heroku-style platform runs them (in a
+// shell, with PORT set): the web process listens on $PORT, and the worker
+// drains for 25 s by default, inside the platform's 30 s before SIGKILL.
+func TestProcfile(t *testing.T) {
+	t.Parallel()
+	procfile, err := os.ReadFile("../../Procfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := func(name string) string {
+		for _, l := range strings.Split(string(procfile), "\n") {
+			if cmd, ok := strings.CutPrefix(l, name+":"); ok {
+				return strings.TrimSpace(cmd)
+			}
+		}
+		t.Fatalf("the Procfile has no %s line", name)
+		return ""
+	}
+	s := newSystem(t)
+	s.run("migrate")
+	port := strings.TrimPrefix(testenv.FreeAddr(t), "127.0.0.1:")
+	var env []string
+	for _, kv := range s.env {
+		if !strings.HasPrefix(kv, "SHUTDOWN_TIMEOUT=") && !strings.HasPrefix(kv, "HTTP_ADDR=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "PATH="+filepath.Dir(binary)+":"+os.Getenv("PATH"), "PORT="+port)
+	var logs = map[string]*syncBuffer{}
+	for _, name := range []string{"web", "worker"} {
+		logs[name] = &syncBuffer{}
+		cmd := exec.Command("sh", "-c", line(name))
+		cmd.Env = env
+		cmd.Stdout, cmd.Stderr = logs[name], logs[name]
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+			if t.Failed() {
+				t.Logf("--- %s log:\n%s", name, logs[name].String())
+			}
+		})
+		if name == "worker" {
+			testenv.Eventually(t, 30*time.Second, "the worker to start", func() bool { return strings.Contains(logs[name].String(), "worker started") })
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		}
+	}
+	testenv.Eventually(t, 30*time.Second, "the web process to answer on $PORT", func() bool {
+		resp, err := http.Get("http://127.0.0.1:" + port + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	testenv.Eventually(t, 30*time.Second, "the worker to drain for 25s", func() bool {
+		return strings.Contains(logs["worker"].String(), "worker stopping: finishing running tasks\" timeout=25s")
+	})
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -12,12 +12,14 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
 
+	"github.com/onboard-dev/onboard/internal/asynqslog"
 	"github.com/onboard-dev/onboard/internal/config"
 	"github.com/onboard-dev/onboard/internal/outbox"
 	"github.com/onboard-dev/onboard/store"
@@ -46,19 +48,50 @@ type environment struct {
 	stdout io.Writer
 	stderr io.Writer
 	log    *slog.Logger
+	// logged is log for the signal handler's goroutine, once there is one.
+	logged *atomic.Pointer[slog.Logger]
 }
 
 func main() {
-	env := &environment{getenv: os.Getenv, stdout: os.Stdout, stderr: os.Stderr}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
+	env := &environment{getenv: os.Getenv, stdout: os.Stdout, stderr: os.Stderr, logged: &atomic.Pointer[slog.Logger]{}}
+	ctx := shutdownOnSignal(env)
 	if err := run(ctx, env, os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
-		fmt.Fprintln(os.Stderr, "onboard: "+strings.ReplaceAll(err.Error(), "\n", "; "))
+		// Errors may echo a URL from the environment: mask its password.
+		fmt.Fprintln(os.Stderr, "onboard: "+config.Redact(strings.ReplaceAll(err.Error(), "\n", "; ")))
 		os.Exit(1)
 	}
+}
+
+// shutdownOnSignal cancels the context at the first SIGINT or SIGTERM: a
+// graceful stop (running tasks finish and open requests drain, for up to
+// SHUTDOWN_TIMEOUT). A second one exits at once with status 1, for the
+// operator who will not wait: tasks cut short go back to the queue when
+// their lease runs out, as after a crash.
+func shutdownOnSignal(env *environment) context.Context {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		sig := <-sigs
+		env.signalLog().Info("stopping: finishing what is running; send the signal again to exit at once", "signal", sig.String())
+		cancel()
+		sig = <-sigs
+		env.signalLog().Warn("second signal: exiting at once", "signal", sig.String())
+		os.Exit(1)
+	}()
+	return ctx
+}
+
+// signalLog is the configured logger, or a plain one on stderr before the
+// configuration is loaded.
+func (env *environment) signalLog() *slog.Logger {
+	if l := env.logged.Load(); l != nil {
+		return l
+	}
+	return slog.New(slog.NewTextHandler(env.stderr, nil))
 }
 
 func run(ctx context.Context, env *environment, args []string) error {
@@ -87,34 +120,39 @@ func usage(w io.Writer) {
 
 // newFlags makes a subcommand's flag set, which prints its help on --help.
 func newFlags(env *environment, name, summary string) *flag.FlagSet {
-	fs := flag.NewFlagSet("onboard "+name, flag.ContinueOnError)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(env.stdout)
+	// Written to the flag set's output, which parseFlags silences while the
+	// flag package parses (it calls Usage on every error itself).
 	fs.Usage = func() {
-		fmt.Fprintf(env.stdout, "Usage: onboard %s [flags]\n\n%s\n", name, summary)
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: onboard %s [flags]\n\n%s\n", name, summary)
 		var n int
 		fs.VisitAll(func(*flag.Flag) { n++ })
 		if n > 0 {
-			fmt.Fprintln(env.stdout, "\nFlags:")
+			fmt.Fprintln(w, "\nFlags:")
 			fs.PrintDefaults()
 		}
 	}
 	return fs
 }
 
-// parseFlags parses args; on a usage error it says so on one line.
+// parseFlags parses args: --help prints the help once, on the flag set's
+// output; a usage error is one line, which main prefixes with "onboard: ".
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	out := fs.Output()
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
+	fs.SetOutput(out)
 	if errors.Is(err, flag.ErrHelp) {
-		fs.SetOutput(os.Stdout)
 		fs.Usage()
 		return err
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %v", fs.Name(), err)
+		return fmt.Errorf("%s: %v (see onboard %s --help)", fs.Name(), err, fs.Name())
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+		return fmt.Errorf("%s: unexpected argument %q (see onboard %s --help)", fs.Name(), fs.Arg(0), fs.Name())
 	}
 	return nil
 }
@@ -126,6 +164,12 @@ func loadConfig(env *environment) (*config.Config, error) {
 		return nil, err
 	}
 	env.log = newLogger(env.stderr, cfg.LogFormat, cfg.LogLevel)
+	if env.logged != nil {
+		env.logged.Store(env.log)
+		// Once per process (main's environment): go-redis and the standard
+		// logger are package-level.
+		asynqslog.Route(env.log)
+	}
 	return cfg, nil
 }
 
@@ -156,6 +200,16 @@ func setup(ctx context.Context, env *environment, fs *flag.FlagSet, args []strin
 		return nil, nil, err
 	}
 	return cfg, db, nil
+}
+
+// warnIfNotMigrated logs what the database lacks of the migrations this
+// binary ships. The process starts anyway (a release phase may be migrating
+// right now, and a database down at boot is not a reason to stop); /readyz
+// answers 503 with the same words until it is done.
+func warnIfNotMigrated(ctx context.Context, env *environment, db *bun.DB) {
+	if err := store.CheckMigrated(ctx, db); err != nil {
+		env.log.Warn(err.Error())
+	}
 }
 
 // newDispatcher connects the outbox to Redis; close releases the

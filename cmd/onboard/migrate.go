@@ -9,7 +9,7 @@ import (
 )
 
 func runMigrate(ctx context.Context, env *environment, args []string) error {
-	fs := newFlags(env, "migrate", "Applies the database migrations to DATABASE_URL. Idempotent and safe to run\nfrom several processes at once (Postgres advisory lock).")
+	fs := newFlags(env, "migrate", "Applies the database migrations to DATABASE_URL. Idempotent and safe to run\nfrom several processes at once (a Postgres advisory lock; on SQLite a lock\nfile beside the database).")
 	_, db, err := setup(ctx, env, fs, args)
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ func runScheduler(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer db.Close()
+	warnIfNotMigrated(ctx, env, db)
 	dispatcher, closeDispatcher := newDispatcher(cfg, db, env)
 	defer closeDispatcher()
 	stop, err := startScheduler(ctx, env, cfg, db, dispatcher)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
 	"time"
@@ -50,6 +51,9 @@ func runTenant(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer db.Close()
+	if err := store.CheckMigrated(ctx, db); err != nil {
+		return fmt.Errorf("tenant create: %w", err)
+	}
 	t, key, err := store.CreateTenant(ctx, db, *name, *admin, now())
 	if err != nil {
 		return err
@@ -61,22 +65,25 @@ func runTenant(ctx context.Context, env *environment, args []string) error {
 func runTenantPolicy(ctx context.Context, env *environment, args []string) error {
 	fs := newFlags(env, "tenant policy", "Shows or changes a tenant's invitation policy: how long a link stays valid\nand how the nightly run resends pending invitations.")
 	id := fs.String("id", "", "the tenant id (required)")
-	resendMax := fs.Int("resend-max", -1, "resend a pending invitation at most this many times")
+	resendMax := fs.Int("resend-max", 0, "resend a pending invitation at most this many times (0 to 100)")
 	interval := fs.Duration("resend-interval", 0, "no sooner than this after the last send (e.g. 72h)")
 	ttl := fs.Duration("invite-ttl", 0, "how long a link stays valid after a send (e.g. 336h)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	// A flag left out keeps the tenant's value (0 is a value of --resend-max).
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	tenantID, err := uuid.Parse(*id)
 	if err != nil {
 		return errors.New("tenant policy: --id must be a tenant id")
 	}
 	switch {
-	case *resendMax < -1 || *resendMax > 100:
+	case set["resend-max"] && (*resendMax < 0 || *resendMax > 100):
 		return errors.New("tenant policy: --resend-max must be from 0 to 100")
-	case *interval < 0 || (*interval > 0 && *interval < time.Hour):
+	case set["resend-interval"] && *interval < time.Hour:
 		return errors.New("tenant policy: --resend-interval must be at least 1h")
-	case *ttl < 0 || (*ttl > 0 && *ttl < time.Hour):
+	case set["invite-ttl"] && *ttl < time.Hour:
 		return errors.New("tenant policy: --invite-ttl must be at least 1h")
 	}
 	cfg, err := loadConfig(env)
@@ -88,17 +95,20 @@ func runTenantPolicy(ctx context.Context, env *environment, args []string) error
 		return err
 	}
 	defer db.Close()
+	if err := store.CheckMigrated(ctx, db); err != nil {
+		return fmt.Errorf("tenant policy: %w", err)
+	}
 	t, err := store.TenantByID(ctx, db, tenantID)
 	if err != nil {
 		return err
 	}
-	if *resendMax >= 0 {
+	if set["resend-max"] {
 		t.ResendMax = *resendMax
 	}
-	if *interval > 0 {
+	if set["resend-interval"] {
 		t.ResendIntervalHours = int(interval.Hours())
 	}
-	if *ttl > 0 {
+	if set["invite-ttl"] {
 		t.InviteTTLHours = int(ttl.Hours())
 	}
 	if err := store.UpdateTenantPolicy(ctx, db, t); err != nil {

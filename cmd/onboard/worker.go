@@ -45,6 +45,7 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer db.Close()
+	warnIfNotMigrated(ctx, env, db)
 	dispatcher, closeDispatcher := newDispatcher(cfg, db, env)
 	defer closeDispatcher()
 	mailer := mail.NewSendGrid(cfg.SendGridAPIKey, cfg.SendGridAPIURL, &http.Client{Timeout: 30 * time.Second})
@@ -64,7 +65,7 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler(cfg.MetricsToken))
-	return serveHTTP(ctx, env, ln, mux, cfg.ShutdownTimeout)
+	return serveHTTP(ctx, env, "metrics", ln, mux, cfg.ShutdownTimeout)
 }
 
 // startWorker starts the worker pool (the same in `worker` and `dev`); stop

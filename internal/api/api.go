@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -53,6 +54,10 @@ type Server struct {
 	MaxBodyBytes int64
 	// MaxUploadBytes limits an import file (default DefaultMaxUploadBytes).
 	MaxUploadBytes int64
+
+	// migrated is set once /readyz found every migration applied: a
+	// schema does not go back, so later probes skip the check.
+	migrated atomic.Bool
 }
 
 // RateLimiter decides whether a tenant may make one more request now, and
@@ -200,6 +205,14 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	down := map[string]string{}
 	if err := s.DB.PingContext(ctx); err != nil {
 		down["database"] = err.Error()
+	} else if !s.migrated.Load() {
+		// A database that answers but lacks the schema fails every /v1
+		// call: not ready ("database not migrated: run onboard migrate").
+		if err := store.CheckMigrated(ctx, s.DB); err != nil {
+			down["database"] = err.Error()
+		} else {
+			s.migrated.Store(true)
+		}
 	}
 	if s.Ready != nil {
 		if err := s.Ready(ctx); err != nil {

@@ -778,3 +778,26 @@ func TestRequestTimeoutAnswers503(t *testing.T) {
 		t.Fatalf("%d %s, want 503 timeout", r.code, r.raw)
 	}
 }
+
+func TestReadyzSaysWhenTheDatabaseIsNotMigrated(t *testing.T) {
+	t.Parallel()
+	db := storetest.Open(t, storetest.NewUnmigratedPostgresDSN(t))
+	e := newEnv(t, db, false)
+	r := e.call("", "GET", "/readyz", "")
+	if r.code != 503 || !strings.Contains(r.raw, `"database":"database not migrated: run onboard migrate"`) {
+		t.Fatalf("readyz before migrate: %d %s", r.code, r.raw)
+	}
+	if _, err := store.Migrate(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.call("", "GET", "/readyz", ""); r.code != 200 {
+		t.Fatalf("readyz after migrate: %d %s", r.code, r.raw)
+	}
+	// Once ready, the answer is kept: probes cost no more queries.
+	if _, err := db.NewDelete().TableExpr("bun_migrations").Where("TRUE").Exec(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.call("", "GET", "/readyz", ""); r.code != 200 {
+		t.Fatalf("readyz after a positive answer: %d %s", r.code, r.raw)
+	}
+}

@@ -7,8 +7,10 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
+	"net"
 	"net/mail"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -42,8 +44,8 @@ type Config struct {
 	// (SENDGRID_WEBHOOK_PUBLIC_KEY, the base64 key SendGrid shows).
 	SendGridWebhookKey *ecdsa.PublicKey
 	// MetricsToken, when set, is required as a bearer token on /metrics;
-	// MetricsAddr is where worker and scheduler serve /metrics (off when
-	// empty; the API serves it on HTTP_ADDR).
+	// MetricsAddr is where the worker serves /metrics (off when empty; the
+	// API serves it on HTTP_ADDR).
 	MetricsToken string
 	MetricsAddr  string
 	// RateLimitPerMinute and RateLimitBurst bound each tenant's API
@@ -125,10 +127,8 @@ func Load(getenv func(string) string) (*Config, error) {
 		LogFormat:           e.oneOf("LOG_FORMAT", "json", "json", "text"),
 		LogLevel:            e.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 	}
-	if !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") && !strings.HasPrefix(c.DatabaseURL, "sqlite:") {
-		e.fail("DATABASE_URL", "must start with postgres:// or sqlite:")
-	}
-	if opt, err := asynq.ParseRedisURI(c.RedisURL); err != nil {
+	e.databaseURL("DATABASE_URL", c.DatabaseURL)
+	if opt, err := parseRedisURL(c.RedisURL); err != nil {
 		e.fail("REDIS_URL", err.Error())
 	} else {
 		c.Redis = opt
@@ -155,7 +155,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		c.RequestTimeout = 30 * time.Second
 	}
 	if (c.MonitorUser == "") != (c.MonitorPassword == "") {
-		e.fail("MONITOR_USER", "MONITOR_USER and MONITOR_PASSWORD are set together")
+		e.fail("MONITOR_USER", "and MONITOR_PASSWORD must be set together")
 	}
 	if e.err != nil {
 		return nil, e.err
@@ -199,9 +199,11 @@ type env struct {
 	err    error
 }
 
+// fail records the first bad value. Messages may echo a URL, so passwords
+// in them are masked.
 func (e *env) fail(name, msg string) {
 	if e.err == nil {
-		e.err = fmt.Errorf("config: %s %s", name, msg)
+		e.err = fmt.Errorf("config: %s %s", name, Redact(msg))
 	}
 }
 
@@ -271,8 +273,114 @@ func (e *env) cron(name, def string) string {
 	v := e.str(name, def)
 	if _, err := CronParser.Parse(v); err != nil {
 		e.fail(name, fmt.Sprintf("is not a cron spec (%v)", err))
+		return v
+	}
+	// cron runs an @every spec under a second (0s, -5s, 1ms) every second,
+	// and drops the fraction of one above: a typo would turn a nightly run
+	// into one a second.
+	if d, ok := everyInterval(v); ok && (d < time.Second || d%time.Second != 0) {
+		e.fail(name, fmt.Sprintf("must repeat @every whole seconds, at least 1s (got %q)", v))
 	}
 	return v
+}
+
+// everyInterval is the interval of an "@every D" spec (after an optional
+// CRON_TZ= or TZ= prefix), which CronParser has accepted.
+func everyInterval(spec string) (time.Duration, bool) {
+	if strings.HasPrefix(spec, "CRON_TZ=") || strings.HasPrefix(spec, "TZ=") {
+		_, spec, _ = strings.Cut(spec, " ")
+		spec = strings.TrimSpace(spec)
+	}
+	rest, ok := strings.CutPrefix(spec, "@every ")
+	if !ok {
+		return 0, false
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(rest))
+	return d, err == nil
+}
+
+// databaseURL checks the form of DATABASE_URL; whether it connects is
+// found out at start-up.
+func (e *env) databaseURL(name, v string) {
+	switch {
+	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
+		if _, err := url.Parse(v); err != nil {
+			e.fail(name, fmt.Sprintf("is not a valid URL (%v)", err))
+		}
+	case strings.HasPrefix(v, "sqlite:"):
+		// An empty path is a temporary database and :memory: one in memory:
+		// both vanish when the process ends, migrations and all.
+		path := strings.TrimPrefix(strings.TrimPrefix(v, "sqlite:"), "//")
+		if path == "" || path == ":memory:" || strings.HasPrefix(path, "file::memory:") {
+			e.fail(name, fmt.Sprintf("must name a database file, e.g. sqlite:./onboard.db (got %q)", v))
+		}
+	default:
+		e.fail(name, "must start with postgres:// or sqlite:")
+	}
+}
+
+// parseRedisURL reads REDIS_URL: asynq's URI forms, with the sentinel form
+// read here, since asynq's parser ignores its database number and accepts it
+// without a master name (which fails only when connecting).
+func parseRedisURL(raw string) (asynq.RedisConnOpt, error) {
+	if u, err := url.Parse(raw); err == nil && u.Scheme == "redis-sentinel" {
+		return parseSentinelURL(u)
+	}
+	return asynq.ParseRedisURI(raw)
+}
+
+// sentinelForm is quoted in errors; its password parts are left out, since
+// errors are masked as if they echoed a URL.
+const sentinelForm = "redis-sentinel://HOST:PORT[,HOST:PORT…][/DB]?master=NAME (README: Configuration)"
+
+// parseSentinelURL reads redis-sentinel://[USER:PASSWORD@]H:P[,H:P…][/DB]?master=NAME[&password=P].
+// The password before the host authenticates to the sentinels (as in
+// asynq); password= to the master and replicas (as in go-redis' failover
+// URL); DB is selected on the master.
+func parseSentinelURL(u *url.URL) (asynq.RedisConnOpt, error) {
+	q := u.Query()
+	for k := range q {
+		if k != "master" && k != "password" {
+			return nil, fmt.Errorf("has an unknown parameter %q: the form is %s", k, sentinelForm)
+		}
+	}
+	opt := asynq.RedisFailoverClientOpt{MasterName: q.Get("master"), Password: q.Get("password")}
+	if opt.MasterName == "" {
+		return nil, fmt.Errorf("needs the master's name (?master=NAME): the form is %s", sentinelForm)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("needs the sentinels' addresses: the form is %s", sentinelForm)
+	}
+	for _, addr := range strings.Split(u.Host, ",") {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			return nil, fmt.Errorf("has a sentinel address without a port (%q; sentinels listen on 26379 by default)", addr)
+		}
+		opt.SentinelAddrs = append(opt.SentinelAddrs, addr)
+	}
+	if p, ok := u.User.Password(); ok {
+		opt.SentinelUsername, opt.SentinelPassword = u.User.Username(), p
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" {
+		n, err := strconv.Atoi(db)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("has %q where the database number goes: the form is %s", u.Path, sentinelForm)
+		}
+		opt.DB = n
+	}
+	return opt, nil
+}
+
+var (
+	urlPassword   = regexp.MustCompile(`(://[^\s"'@/]*:)[^\s"']*@`)
+	queryPassword = regexp.MustCompile(`(?i)([?&][a-z_]*password=)[^&\s"'#]*`)
+)
+
+// Redact masks the passwords of the URLs in s: USER:PASSWORD@ (up to the
+// last @ of the URL, since an unparsable URL is what gets echoed) and
+// password= parameters.
+func Redact(s string) string {
+	s = urlPassword.ReplaceAllString(s, "${1}xxxxx@")
+	return queryPassword.ReplaceAllString(s, "${1}xxxxx")
 }
 
 func (e *env) httpURL(name, v string, required bool) {

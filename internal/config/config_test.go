@@ -1,8 +1,11 @@
 package config
 
 import (
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/hibiken/asynq"
 )
 
 func lookup(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -40,5 +43,116 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.name) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s=%q: error %v, want one line naming the variable", tc.name, tc.value, err)
 		}
+	}
+}
+
+func TestRedisSentinelURL(t *testing.T) {
+	t.Parallel()
+	c, err := Load(lookup(map[string]string{"REDIS_URL": "redis-sentinel://:sentinel-pw@10.0.0.1:26379,10.0.0.2:26379/9?master=mymaster&password=master-pw"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := asynq.RedisFailoverClientOpt{
+		MasterName: "mymaster", SentinelAddrs: []string{"10.0.0.1:26379", "10.0.0.2:26379"},
+		SentinelPassword: "sentinel-pw", Password: "master-pw", DB: 9,
+	}
+	if got, ok := c.Redis.(asynq.RedisFailoverClientOpt); !ok || !reflect.DeepEqual(got, want) {
+		t.Fatalf("REDIS_URL read as %#v, want %#v", c.Redis, want)
+	}
+	c, err = Load(lookup(map[string]string{"REDIS_URL": "redis-sentinel://127.0.0.1:26394?master=m"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Redis.(asynq.RedisFailoverClientOpt); got.DB != 0 || got.Password != "" || got.SentinelPassword != "" {
+		t.Fatalf("REDIS_URL read as %#v", got)
+	}
+	for _, bad := range []string{
+		"redis-sentinel://127.0.0.1:26394",   // no master: asynq accepted it and failed at connect
+		"redis-sentinel://127.0.0.1:26394/9", // idem
+		"redis-sentinel://127.0.0.1:26394/x?master=m",
+		"redis-sentinel://127.0.0.1:26394/9/1?master=m",
+		"redis-sentinel://127.0.0.1:26394?master=m&db=9", // not a parameter: the database is the path
+		"redis-sentinel://127.0.0.1?master=m",
+		"redis-sentinel:///9?master=m",
+	} {
+		_, err := Load(lookup(map[string]string{"REDIS_URL": bad}))
+		if err == nil || !strings.HasPrefix(err.Error(), "config: REDIS_URL ") || strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "xxxxx") {
+			t.Errorf("REDIS_URL=%q: error %v, want one line naming REDIS_URL", bad, err)
+		}
+	}
+}
+
+func TestErrorsDoNotEchoPasswords(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, value string }{
+		{"REDIS_URL", "redis://:topsecret@127.0.0.1:63xx/0"},
+		{"REDIS_URL", "rediss://user:topsecret@127.0.0.1:63xx/0"},
+		{"REDIS_URL", "redis://:top/secret@127.0.0.1:63xx/0"},
+		{"REDIS_URL", "redis-sentinel://:topsecret@127.0.0.1:26379"},
+		{"DATABASE_URL", "postgres://u:topsecret@127.0.0.1:badport/db"},
+		{"ERP_URL", "ftp://erp:topsecret@erp.example"},
+		{"ERP_URL", "https://erp:topsecret@erp.example:x/"},
+		{"PUBLIC_URL", "portal.example?password=topsecret"},
+		{"SENDGRID_API_URL", "https://u:topsecret@%zz"},
+	} {
+		_, err := Load(lookup(map[string]string{tc.name: tc.value}))
+		if err == nil || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("%s=%q: error %v, want one naming the variable", tc.name, tc.value, err)
+			continue
+		}
+		if strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s=%q: the error shows the password: %v", tc.name, tc.value, err)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		`parse "redis://:pw@h:x/0": invalid port`:      `parse "redis://:xxxxx@h:x/0": invalid port`,
+		"postgres://u:pw@h/db?sslmode=disable":         "postgres://u:xxxxx@h/db?sslmode=disable",
+		"postgres://u@h/db?sslpassword=pw&x=1":         "postgres://u@h/db?sslpassword=xxxxx&x=1",
+		"redis-sentinel://h:1?master=m&password=pw":    "redis-sentinel://h:1?master=m&password=xxxxx",
+		"redis://h:6379/0 and http://portal.example/a": "redis://h:6379/0 and http://portal.example/a",
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestEverySpecsUnderASecondAreRefused(t *testing.T) {
+	t.Parallel()
+	for _, spec := range []string{"@every 0s", "@every -5s", "@every 1ms", "@every 999ms", "@every 1500ms", "CRON_TZ=Europe/Berlin @every 10ms"} {
+		_, err := Load(lookup(map[string]string{"RESEND_SCHEDULE": spec}))
+		if err == nil || !strings.Contains(err.Error(), "RESEND_SCHEDULE") || !strings.Contains(err.Error(), "at least 1s") {
+			t.Errorf("RESEND_SCHEDULE=%q: error %v, want it refused", spec, err)
+		}
+	}
+	for _, spec := range []string{"@every 1s", "@every 30s", "@every 2m", "CRON_TZ=UTC @every 1h", "0 2 * * *", "@daily"} {
+		if _, err := Load(lookup(map[string]string{"RESEND_SCHEDULE": spec, "OUTBOX_SWEEP_SCHEDULE": spec})); err != nil {
+			t.Errorf("%q refused: %v", spec, err)
+		}
+	}
+}
+
+func TestSQLiteNeedsAFile(t *testing.T) {
+	t.Parallel()
+	for _, dsn := range []string{"sqlite:", "sqlite://", "sqlite::memory:", "sqlite:file::memory:?cache=shared"} {
+		_, err := Load(lookup(map[string]string{"DATABASE_URL": dsn}))
+		if err == nil || !strings.Contains(err.Error(), "DATABASE_URL must name a database file") {
+			t.Errorf("DATABASE_URL=%q: error %v, want it refused", dsn, err)
+		}
+	}
+	if _, err := Load(lookup(map[string]string{"DATABASE_URL": "sqlite:./onboard.db"})); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestMonitorCredentialsTogether(t *testing.T) {
+	t.Parallel()
+	_, err := Load(lookup(map[string]string{"MONITOR_PASSWORD": "x"}))
+	if err == nil || err.Error() != "config: MONITOR_USER and MONITOR_PASSWORD must be set together" {
+		t.Fatalf("error %v", err)
 	}
 }

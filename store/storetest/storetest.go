@@ -35,6 +35,15 @@ func PostgresURL() string {
 // process). The schema is dropped when the test ends.
 func NewPostgresDSN(t testing.TB) string {
 	t.Helper()
+	dsn := NewUnmigratedPostgresDSN(t)
+	migrate(t, dsn)
+	return dsn
+}
+
+// NewUnmigratedPostgresDSN is NewPostgresDSN without the migrations: an
+// empty schema, as a database is before `onboard migrate`.
+func NewUnmigratedPostgresDSN(t testing.TB) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	base := PostgresURL()
@@ -69,9 +78,7 @@ func NewPostgresDSN(t testing.TB) string {
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	dsn := u.String()
-	migrate(t, dsn)
-	return dsn
+	return u.String()
 }
 
 // NewSQLiteDSN creates a migrated SQLite database file for the test.
