@@ -122,6 +122,10 @@ var sinkID = regexp.MustCompile(`^[0-9]{19}$`)
 // ErrNoSuchEmail is the answer for an id the sink does not hold.
 var ErrNoSuchEmail = errors.New("mail sink: no such email")
 
+// ErrNoSuchAttachment is the answer for an attachment index the email does
+// not have.
+var ErrNoSuchAttachment = errors.New("mail sink: no such attachment")
+
 // List returns up to limit emails, newest first, older than the id before
 // (all when before is empty).
 func (s *Sink) List(before string, limit int) ([]SinkEmail, error) {
@@ -178,7 +182,7 @@ func (s *Sink) Attachment(id string, n int) (SinkAttachment, []byte, error) {
 		return SinkAttachment{}, nil, err
 	}
 	if n < 0 || n >= len(e.Attachments) {
-		return SinkAttachment{}, nil, ErrNoSuchEmail
+		return SinkAttachment{}, nil, ErrNoSuchAttachment
 	}
 	b, err := os.ReadFile(s.attachmentPath(id, n))
 	if err != nil {

@@ -85,6 +85,9 @@ func TestSinkKeepsOneEmailPerRecipientAndServesThem(t *testing.T) {
 	if code != 200 || body != "a,b\r\n" || !strings.Contains(h.Get("Content-Disposition"), `filename=failed.csv`) {
 		t.Fatalf("attachment: %d %v %q", code, h, body)
 	}
+	if code, _, body := get("/dev/mail/"+emails[1].ID+"/attachments/9", ""); code != 404 || !strings.Contains(body, "no such attachment") {
+		t.Errorf("missing attachment: %d %q", code, body)
+	}
 	for _, p := range []string{"/dev/mail/../../etc/passwd", "/dev/mail/0000000000000000001", "/dev/mail/" + emails[1].ID + "/attachments/1"} {
 		if code, _, _ := get(p, ""); code != 404 {
 			t.Errorf("%s: want 404, got %d", p, code)

@@ -85,8 +85,12 @@ func writeSinkJSON(w http.ResponseWriter, v any) {
 }
 
 func sinkError(w http.ResponseWriter, err error) {
-	if errors.Is(err, ErrNoSuchEmail) {
+	switch {
+	case errors.Is(err, ErrNoSuchEmail):
 		http.Error(w, "no such email", http.StatusNotFound)
+		return
+	case errors.Is(err, ErrNoSuchAttachment):
+		http.Error(w, "no such attachment", http.StatusNotFound)
 		return
 	}
 	http.Error(w, err.Error(), http.StatusInternalServerError)
