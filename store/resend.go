@@ -80,6 +80,41 @@ func DueForResend(ctx context.Context, db bun.IDB, tenantID uuid.UUID, p ResendP
 	return invs, nil
 }
 
+// LockForResend takes the invitations, by id, that are still pending with no
+// email queued or being sent, locked FOR UPDATE on Postgres until the
+// transaction ends (SQLite has one writer at a time already). A page read by
+// DueForResend outside the transaction may meet another resend (a second
+// "resend all", the nightly run, an API resend of one address) that queued
+// emails since: those invitations are left out here, so each gets one email.
+func LockForResend(ctx context.Context, tx bun.IDB, tenantID uuid.UUID, ids []uuid.UUID) ([]*Invitation, error) {
+	var invs []*Invitation
+	if len(ids) == 0 {
+		return invs, nil
+	}
+	q := tx.NewSelect().Model(&invs).
+		Where("i.tenant_id = ? AND i.id IN (?) AND i.state = ?", tenantID, bun.In(ids), InvitationPending).
+		Order("i.id") // lockers take rows in one order: no deadlock
+	if DialectOfDB(tx) == Postgres {
+		q = q.For("UPDATE")
+	}
+	if err := q.Scan(ctx); err != nil {
+		return nil, fmt.Errorf("lock invitations for resend: %w", err)
+	}
+	// Checked after the lock: a concurrent resend that queued an email has
+	// committed by now.
+	busy, err := InvitationsWithEmailInFlight(ctx, tx, invs)
+	if err != nil {
+		return nil, err
+	}
+	out := invs[:0]
+	for _, inv := range invs {
+		if !busy[inv.ID] {
+			out = append(out, inv)
+		}
+	}
+	return out, nil
+}
+
 // ExpireInvitations moves pending invitations past their expiry to expired
 // and returns how many it moved.
 func ExpireInvitations(ctx context.Context, db bun.IDB, now time.Time) (int64, error) {

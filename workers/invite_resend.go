@@ -85,16 +85,24 @@ func (d *Deps) resendTenant(ctx context.Context, tenant *store.Tenant, policy st
 		if len(invs) == 0 {
 			return total, nil
 		}
+		ids := make([]uuid.UUID, len(invs))
+		for i, inv := range invs {
+			ids[i] = inv.ID
+		}
 		var queued []jobs.Job
+		var due []*store.Invitation
 		err = d.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			queued, err = invite.QueueEmails(ctx, tx, tenant.ID, invs, now)
+			if due, err = store.LockForResend(ctx, tx, tenant.ID, ids); err != nil {
+				return err
+			}
+			queued, err = invite.QueueEmails(ctx, tx, tenant.ID, due, now)
 			return err
 		})
 		if err != nil {
 			return total, err
 		}
 		d.Dispatcher.Dispatch(ctx, queued...)
-		total += len(invs)
+		total += len(due)
 		if len(invs) < resendPageSize {
 			return total, nil
 		}

@@ -2,8 +2,10 @@ package workers_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,5 +212,47 @@ func TestResendRunsRespectTheDailyCap(t *testing.T) {
 	f.run(t, jobs.NewResendAllPending(f.tenant.ID.String(), "run-1"))
 	if got := f.queuedFor(t); len(got) != 1 || got[earlier.ID] != 1 {
 		t.Fatalf("queued for %v, want only %s (emailed yesterday), not %s (emailed today)", got, earlier.ID, today.ID)
+	}
+}
+
+// Two "resend all" runs of one tenant at once (a double click, or one that
+// meets the nightly run) queue one email per invitation: each page is taken
+// under lock and checked again for emails already queued.
+func TestConcurrentResendRunsQueueOneEmailEach(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	withDispatcher(t, f)
+	var ds []*store.Delivery
+	for i := range 300 {
+		ds = append(ds, f.pendingDelivery(t, fmt.Sprint(5000+i), fmt.Sprintf("r%d@example.com", i), store.CustomerActive))
+	}
+	if err := f.process(t, ds...); err != nil {
+		t.Fatal(err)
+	}
+	now := t0.Add(time.Hour)
+	f.deps.Now = func() time.Time { return now }
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if err := f.runTask(t, jobs.NewResendAllPending(f.tenant.ID.String(), uuid.NewString())); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	var rows []struct {
+		InvitationID uuid.UUID `bun:"invitation_id"`
+		N            int       `bun:"n"`
+	}
+	if err := f.db.NewSelect().Model((*store.Delivery)(nil)).Column("invitation_id").ColumnExpr("count(*) AS n").
+		Where("state = ?", store.DeliveryQueued).Group("invitation_id").Having("count(*) > 1").Scan(context.Background(), &rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) > 0 {
+		t.Errorf("%d of 300 invitations got two queued resend emails", len(rows))
+	}
+	n, err := f.db.NewSelect().Model((*store.Delivery)(nil)).Where("state = ?", store.DeliveryQueued).Count(context.Background())
+	if err != nil || n != 300 {
+		t.Fatalf("%d queued resend emails, want 300: %v", n, err)
 	}
 }
