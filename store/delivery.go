@@ -168,6 +168,16 @@ func MarkDeliveriesSent(ctx context.Context, db bun.IDB, ids []uuid.UUID, messag
 	if err != nil {
 		return fmt.Errorf("count sends: %w", err)
 	}
+	// The new email's link replaces the links of the invitation's earlier
+	// emails now that it is out, not when it was minted (IssueTokens).
+	_, err = db.NewUpdate().Model((*InvitationToken)(nil)).
+		Set("superseded_at = ?", now.UTC()).
+		Where("superseded_at IS NULL AND delivery_id NOT IN (?)", bun.In(ids)).
+		Where("invitation_id IN (SELECT invitation_id FROM deliveries WHERE id IN (?) AND invitation_id IS NOT NULL)", bun.In(ids)).
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("retire earlier links: %w", err)
+	}
 	return nil
 }
 

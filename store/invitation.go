@@ -403,13 +403,17 @@ func AcceptInvitation(ctx context.Context, db bun.IDB, tenantID uuid.UUID, token
 	return &Acceptance{Invitation: inv, Customer: cust, User: user}, nil
 }
 
-// IssueTokens mints a fresh link for each delivery's invitation, retiring
-// every earlier link of those invitations. It returns the raw tokens by
-// delivery id; only their hashes are stored.
+// IssueTokens mints a fresh link for each delivery, retiring the links an
+// earlier attempt of the same delivery minted (never sent, or sent within
+// the residual window). The links of the invitation's earlier emails stay
+// valid until this one is sent (MarkDeliveriesSent): a send that fails or
+// waits must not kill the link the contact already holds. It returns the raw
+// tokens by delivery id; only their hashes are stored.
 func IssueTokens(ctx context.Context, db bun.IDB, deliveries []*Delivery, now time.Time) (map[uuid.UUID]string, error) {
 	if len(deliveries) == 0 {
 		return nil, nil
 	}
+	deliveryIDs := make([]uuid.UUID, 0, len(deliveries))
 	invIDs := make([]uuid.UUID, 0, len(deliveries))
 	rows := make([]InvitationToken, 0, len(deliveries))
 	tokens := make(map[uuid.UUID]string, len(deliveries))
@@ -419,6 +423,7 @@ func IssueTokens(ctx context.Context, db bun.IDB, deliveries []*Delivery, now ti
 		}
 		tok, hash := secret.NewToken()
 		tokens[d.ID] = tok
+		deliveryIDs = append(deliveryIDs, d.ID)
 		invIDs = append(invIDs, d.InvitationID.UUID)
 		rows = append(rows, InvitationToken{TokenHash: hash, InvitationID: d.InvitationID.UUID, DeliveryID: d.ID, CreatedAt: now.UTC()})
 	}
@@ -427,7 +432,8 @@ func IssueTokens(ctx context.Context, db bun.IDB, deliveries []*Delivery, now ti
 	}
 	if _, err := db.NewUpdate().Model((*InvitationToken)(nil)).
 		Set("superseded_at = ?", now.UTC()).
-		Where("invitation_id IN (?) AND superseded_at IS NULL", bun.In(invIDs)).Exec(ctx); err != nil {
+		// invitation_id for the index of live links.
+		Where("invitation_id IN (?) AND superseded_at IS NULL AND delivery_id IN (?)", bun.In(invIDs), bun.In(deliveryIDs)).Exec(ctx); err != nil {
 		return nil, fmt.Errorf("issue tokens: retire old: %w", err)
 	}
 	if _, err := db.NewInsert().Model(&rows).Exec(ctx); err != nil {

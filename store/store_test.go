@@ -284,6 +284,59 @@ func TestAcceptIsSingleUseAndCreatesAdmin(t *testing.T) {
 	})
 }
 
+// A new email's link replaces the links of earlier emails when it is sent,
+// not when it is minted: a send that fails or waits (SendGrid refusing the
+// account) leaves the contact's link working.
+func TestEarlierLinksRetireWhenTheNewEmailIsSent(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		ten := newTenant(t, db, "a")
+		inv := newInvitation(t, db, newCustomer(t, db, ten, "100"), "jane@example.com", store.InvitationPending)
+		live := func(d *store.Delivery) int {
+			n, err := db.NewSelect().Model((*store.InvitationToken)(nil)).Where("delivery_id = ? AND superseded_at IS NULL", d.ID).Count(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return int(n)
+		}
+		send := func(d *store.Delivery, sent bool) {
+			if _, err := store.ClaimDeliveries(ctx, db, []uuid.UUID{d.ID}, time.Minute, t0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := store.IssueTokens(ctx, db, []*store.Delivery{d}, t0); err != nil {
+				t.Fatal(err)
+			}
+			if !sent {
+				if err := store.ReleaseDeliveries(ctx, db, []uuid.UUID{d.ID}, "refused", t0); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err := store.MarkDeliveriesSent(ctx, db, []uuid.UUID{d.ID}, "m", t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		first, second := store.NewInvitationDelivery(inv, t0), store.NewInvitationDelivery(inv, t0)
+		if err := store.InsertDeliveries(ctx, db, []*store.Delivery{first}); err != nil {
+			t.Fatal(err)
+		}
+		send(first, true)
+		if err := store.InsertDeliveries(ctx, db, []*store.Delivery{second}); err != nil {
+			t.Fatal(err)
+		}
+		send(second, false)
+		send(second, false) // a retry mints again, retiring its own unsent link
+		if live(first) != 1 || live(second) != 1 {
+			t.Fatalf("after two refused sends: first email %d live links, second %d; want 1 and 1", live(first), live(second))
+		}
+		send(second, true)
+		if live(first) != 0 || live(second) != 1 {
+			t.Fatalf("after the second email went out: first %d, second %d; want 0 and 1", live(first), live(second))
+		}
+	})
+}
+
 func TestDeliveryClaimLease(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, db *bun.DB) {

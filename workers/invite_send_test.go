@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -421,5 +422,64 @@ func TestInviteSendAccountRefusalWaitsForTheFix(t *testing.T) {
 				t.Fatalf("%d requests in all, want 3", n)
 			}
 		})
+	}
+}
+
+// While SendGrid refuses the account, a resend that waits (the pause is
+// over and another worker's probe is in flight) neither claims its delivery
+// nor retires the link the contact already holds.
+func TestWaitingForTheProbeKeepsTheLiveLink(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	r := testenv.StartRedis(t)
+	rc := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	t.Cleanup(func() { rc.Close() })
+	now := t0
+	f.deps.Now = func() time.Time { return now }
+	f.deps.Mailer = &ratelimit.SharedBackoff{Next: f.deps.Mailer.(*mail.SendGrid), Client: rc, Now: func() time.Time { return now }}
+	ctx := context.Background()
+
+	d1 := f.pendingDelivery(t, "A1", "a1@example.com", store.CustomerActive)
+	if err := f.process(t, d1); err != nil {
+		t.Fatal(err)
+	}
+	live := func() int {
+		n, err := f.db.NewSelect().Model((*store.InvitationToken)(nil)).Where("invitation_id = ? AND superseded_at IS NULL", d1.InvitationID.UUID).Count(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(n)
+	}
+	if live() != 1 {
+		t.Fatalf("after the first email: %d live links", live())
+	}
+	requests := f.fake.Requests()
+
+	// A resend is queued; SendGrid refused the account earlier, the pause is
+	// over, and another worker holds the probe.
+	inv, _ := store.GetInvitation(ctx, f.db, f.tenant.ID, d1.InvitationID.UUID)
+	d2 := store.NewInvitationDelivery(inv, now)
+	if err := store.InsertDeliveries(ctx, f.db, []*store.Delivery{d2}); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Hour)
+	rc.HSet(ctx, "onboard:sendgrid:refused", "until", strconv.FormatInt(now.Add(-time.Second).UnixMilli(), 10), "streak", "1", "status", "403", "reason", "from: unverified")
+	rc.Set(ctx, "onboard:sendgrid:refused:probe", "1", time.Minute)
+
+	for range 3 {
+		if err := f.process(t, d2); err == nil {
+			t.Fatal("a held send must retry")
+		}
+		now = now.Add(5 * time.Second)
+	}
+	if st := f.state(t, d2.ID); st.State != store.DeliveryQueued || st.Attempts != 0 {
+		t.Errorf("held resend: %s after %d attempts; want queued, never claimed", st.State, st.Attempts)
+	}
+	if live() != 1 || f.fake.Requests() != requests {
+		t.Errorf("held resend: %d live links (want the first email's), %d SendGrid requests (want none)", live(), f.fake.Requests()-requests)
+	}
+	var tokens []*store.InvitationToken
+	if err := f.db.NewSelect().Model(&tokens).Where("invitation_id = ? AND superseded_at IS NULL", d1.InvitationID.UUID).Scan(ctx); err != nil || len(tokens) != 1 || tokens[0].DeliveryID != d1.ID {
+		t.Errorf("the live link is not the first email's: %+v %v", tokens, err)
 	}
 }

@@ -145,6 +145,11 @@ func (b *SharedBackoff) Hold(ctx context.Context) error {
 	if r.Until.After(now) {
 		return r.held(r.Until.Sub(now), "every worker waits until "+r.Until.UTC().Format(time.RFC3339)+" before trying again")
 	}
+	// The pause is over and another worker's probe is in flight: wait for
+	// its answer before claiming anything (Send takes the probe).
+	if n, err := b.Client.Exists(ctx, b.refusedKey()+":probe").Result(); err == nil && n > 0 {
+		return r.held(b.probeWait(), "another worker is trying SendGrid again")
+	}
 	return nil
 }
 
