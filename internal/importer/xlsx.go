@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -268,8 +269,22 @@ func (r *XLSXReader) Next() (Row, error) {
 		rec = append(rec, "")
 	}
 	rec = rec[:r.cols.nHeader]
-	return r.cols.row(r.n, rec), nil
+	row := r.cols.row(r.n, rec)
+	if row.Err == nil && roundedNumber.MatchString(row.AccountNumber) {
+		row.Err = &FieldError{Field: ColAccountNumber, Message: MsgAccountRounded}
+	}
+	return row, nil
 }
+
+// MsgAccountRounded is the row error of an account number stored as a
+// number with more digits than a workbook number keeps.
+const MsgAccountRounded = "Account Number has more digits than a spreadsheet number keeps; format the column as text and enter the number again"
+
+// roundedNumber is how excelize shows a number cell with more than 15
+// significant digits (Excel keeps 15): rounded, in exponent form. As an
+// account number the digits are lost, so the row fails rather than invite
+// the wrong account.
+var roundedNumber = regexp.MustCompile(`^-?[0-9]\.[0-9]+E\+[0-9]+$`)
 
 // Close releases the workbook and its temporary files.
 func (r *XLSXReader) Close() error {

@@ -93,6 +93,11 @@ func TestSpreadsheetMadeWorkbook(t *testing.T) {
 			id, _ := f.NewStyle(st)
 			_ = f.SetCellStyle("Sheet1", "B"+row, "B"+row, id)
 		}
+		// A number with more digits than a workbook number keeps (written
+		// by a program; Excel itself keeps 15): the row's error, not a
+		// rounded account.
+		_ = f.SetCellStr("Sheet1", "A21", "long@example.com")
+		_ = f.SetCellDefault("Sheet1", "B21", "1234567890123456")
 		// A note right of the header's last column is under no column.
 		_ = f.SetCellStr("Sheet1", "F15", "called on 3 May")
 	})
@@ -124,13 +129,19 @@ func TestSpreadsheetMadeWorkbook(t *testing.T) {
 		{Number: 18, AccountNumber: "145723", Email: "f18@example.com"},
 		{Number: 19, AccountNumber: "12345678901234", Email: "f19@example.com"},
 		{Number: 20, AccountNumber: "00042", Email: "f20@example.com"},
+		{Number: 21, AccountNumber: "1.23456789012346E+15", Email: "long@example.com", Err: &FieldError{ColAccountNumber, MsgAccountRounded}},
 	}
 	if len(rows) != len(want) {
 		t.Fatalf("%d rows: %+v", len(rows), rows)
 	}
 	for i := range want {
-		if rows[i] != want[i] {
-			t.Errorf("row %d: %+v, want %+v", i, rows[i], want[i])
+		got, w := rows[i], want[i]
+		if (got.Err == nil) != (w.Err == nil) || (got.Err != nil && *got.Err != *w.Err) {
+			t.Errorf("row %d: error %v, want %v", i, got.Err, w.Err)
+		}
+		got.Err, w.Err = nil, nil
+		if got != w {
+			t.Errorf("row %d: %+v, want %+v", i, got, w)
 		}
 	}
 }
