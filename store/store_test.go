@@ -86,11 +86,17 @@ func TestMigrateFromTwoProcessesOnAFreshSchema(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	wantApplied := len(store.MigrationNames())
+	migrateConcurrently(t, dsn, 2)
+}
+
+// migrateConcurrently runs n migrators of dsn at once; together they must
+// apply each migration exactly once, and none may fail.
+func migrateConcurrently(t *testing.T, dsn string, n int) {
+	t.Helper()
 	var wg sync.WaitGroup
 	var total int
 	var mu sync.Mutex
-	errs := make([]error, 2)
+	errs := make([]error, n)
 	for i := range errs {
 		wg.Go(func() {
 			applied, err := store.Migrate(context.Background(), storetest.Open(t, dsn))
@@ -106,8 +112,8 @@ func TestMigrateFromTwoProcessesOnAFreshSchema(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if total != wantApplied {
-		t.Fatalf("two concurrent runs applied %d migrations in all, want each of the %d exactly once", total, wantApplied)
+	if want := len(store.MigrationNames()); total != want {
+		t.Fatalf("%d concurrent runs applied %d migrations in all, want each of the %d exactly once", n, total, want)
 	}
 }
 
@@ -439,29 +445,7 @@ func TestPostgresJITIsOffUnlessAsked(t *testing.T) {
 func TestMigrateConcurrentlyOnAFreshSQLiteFile(t *testing.T) {
 	t.Parallel()
 	for range 3 { // unserialised, about two rounds in three failed
-		dsn := "sqlite:" + filepath.Join(t.TempDir(), "onboard.db")
-		var wg sync.WaitGroup
-		var total int
-		var mu sync.Mutex
-		errs := make([]error, 6)
-		for i := range errs {
-			wg.Go(func() {
-				applied, err := store.Migrate(context.Background(), storetest.Open(t, dsn))
-				mu.Lock()
-				total += len(applied)
-				mu.Unlock()
-				errs[i] = err
-			})
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		if want := len(store.MigrationNames()); total != want {
-			t.Fatalf("concurrent runs applied %d migrations in all, want each of the %d exactly once", total, want)
-		}
+		migrateConcurrently(t, "sqlite:"+filepath.Join(t.TempDir(), "onboard.db"), 6)
 	}
 }
 

@@ -28,7 +28,7 @@ type devProcess struct {
 	t        *testing.T
 	data     string
 	cmd      *exec.Cmd
-	out      *syncBuffer
+	out      *testenv.SyncBuffer
 	url      string
 	key      string
 	monUser  string
@@ -49,7 +49,7 @@ func startDev(t *testing.T, data string) *devProcess { return startDevIn(t, "", 
 // startDevIn is startDev run in the directory cwd ("": the test's).
 func startDevIn(t *testing.T, cwd, data string) *devProcess {
 	t.Helper()
-	d := &devProcess{t: t, data: data, out: &syncBuffer{}, curlLine: map[string]string{}}
+	d := &devProcess{t: t, data: data, out: &testenv.SyncBuffer{}, curlLine: map[string]string{}}
 	d.cmd = exec.Command(binary, "dev", "--data", data, "--addr", "127.0.0.1:0")
 	d.cmd.Dir = cwd
 	// RATE_LIMIT_PER_MINUTE=0: the test polls faster than a tenant may.

@@ -22,7 +22,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -71,24 +70,7 @@ type system struct {
 	redis    *testenv.Redis
 	sendgrid *sendgridfake.Server
 	procs    map[string]*exec.Cmd
-	logs     map[string]*syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs     map[string]*testenv.SyncBuffer
 }
 
 func newSystem(t *testing.T, extraEnv ...string) *system { return newSystemB(t, extraEnv...) }
@@ -101,7 +83,7 @@ func newSystemB(t testing.TB, extraEnv ...string) *system {
 		redis:    testenv.StartRedis(t),
 		sendgrid: sendgridfake.New(t),
 		procs:    map[string]*exec.Cmd{},
-		logs:     map[string]*syncBuffer{},
+		logs:     map[string]*testenv.SyncBuffer{},
 	}
 	s.db = storetest.Open(t, s.dsn)
 	addr := testenv.FreeAddr(t)
@@ -141,7 +123,7 @@ func (s *system) start(name string, args ...string) {
 	cmd := exec.Command(binary, args...)
 	cmd.Env = s.env
 	if s.logs[name] == nil {
-		s.logs[name] = &syncBuffer{}
+		s.logs[name] = &testenv.SyncBuffer{}
 	}
 	cmd.Stdout, cmd.Stderr = s.logs[name], s.logs[name]
 	if err := cmd.Start(); err != nil {
@@ -641,9 +623,9 @@ func TestProcfile(t *testing.T) {
 		}
 	}
 	env = append(env, "PATH="+filepath.Dir(binary)+":"+os.Getenv("PATH"), "PORT="+port)
-	var logs = map[string]*syncBuffer{}
+	var logs = map[string]*testenv.SyncBuffer{}
 	for _, name := range []string{"web", "worker"} {
-		logs[name] = &syncBuffer{}
+		logs[name] = &testenv.SyncBuffer{}
 		cmd := exec.Command("sh", "-c", line(name))
 		cmd.Env = env
 		cmd.Stdout, cmd.Stderr = logs[name], logs[name]

@@ -1,41 +1,24 @@
 package asynqslog
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/onboard-dev/onboard/internal/testenv"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Route changes process-wide loggers: this test is the package's only one
 // that does, and it runs alone.
 func TestRouteSendsLibraryLogsToSlog(t *testing.T) {
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	Route(slog.New(slog.NewJSONHandler(&out, nil)))
 
 	// What asynq's metrics collector does when Redis is down.
