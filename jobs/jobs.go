@@ -26,7 +26,6 @@ const (
 	TypeImportReport  = "import:report"  // the confirmation email of a finished import
 	TypeERPVerify     = "erp:verify"     // check a customer's account numbers against the ERP
 	TypeERPReverify   = "erp:reverify"   // scheduled: verify unverified and stale customers
-	TypeOutboxSweep   = "outbox:sweep"   // scheduled: enqueue committed work Redis does not hold
 )
 
 // Queues, by weight: a tenant's million-row import (bulk) cannot starve
@@ -63,7 +62,6 @@ var Catalogue = []Spec{
 	{TypeInviteResend, QueueDefault, 5, 30 * time.Minute, "nightly: resend due pending invitations under each tenant's policy"},
 	{TypeInviteExpire, QueueDefault, 5, 10 * time.Minute, "mark pending invitations past their expiry expired"},
 	{TypeERPReverify, QueueDefault, 5, 10 * time.Minute, "enqueue erp:verify for unverified and stale customers"},
-	{TypeOutboxSweep, QueueDefault, 2, 5 * time.Minute, "enqueue committed work that Redis does not hold"},
 }
 
 // SpecOf returns the spec of a task type.

@@ -38,7 +38,7 @@ func runAPI(ctx context.Context, env *environment, args []string) error {
 	defer closeAPI()
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		return err
+		return fmt.Errorf("api: HTTP_ADDR: %w", err)
 	}
 	return serveHTTP(ctx, env, "api", ln, h, cfg.ShutdownTimeout)
 }

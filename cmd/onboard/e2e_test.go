@@ -471,6 +471,8 @@ func TestCommandsHelpAndErrors(t *testing.T) {
 		{[]string{"dev", "--addr", "127.0.0.1:0", "--data", t.TempDir()}, []string{"SENDGRID_API_KEY=SG.x"}, "dev: MAIL_FROM is required when SENDGRID_API_KEY is set"},
 		{[]string{"dev", "--adr", "x"}, nil, "onboard: dev: flag provided but not defined: -adr"},
 		{[]string{"tenant", "policy", "--id", "0b8e2f5c-3c56-4a77-9f3e-8a3f5d1f2b10", "--resend-max", "-1"}, nil, "--resend-max must be from 0 to 100"},
+		{[]string{"tenant", "policy", "--id", "0b8e2f5c-3c56-4a77-9f3e-8a3f5d1f2b10", "--resend-interval", "90m"}, nil, "--resend-interval must be whole hours"},
+		{[]string{"api"}, []string{"HTTP_ADDR=garbage"}, "HTTP_ADDR"},
 	} {
 		cmd := exec.Command(binary, tc.args...)
 		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, tc.env...)

@@ -66,8 +66,8 @@ func runTenantPolicy(ctx context.Context, env *environment, args []string) error
 	fs := newFlags(env, "tenant policy", "Shows or changes a tenant's invitation policy: how long a link stays valid\nand how the nightly run resends pending invitations.")
 	id := fs.String("id", "", "the tenant id (required)")
 	resendMax := fs.Int("resend-max", 0, "resend a pending invitation at most this many times (0 to 100)")
-	interval := fs.Duration("resend-interval", 0, "no sooner than this after the last send (e.g. 72h)")
-	ttl := fs.Duration("invite-ttl", 0, "how long a link stays valid after a send (e.g. 336h)")
+	interval := fs.Duration("resend-interval", 0, "no sooner than this after the last send, whole hours (e.g. 72h)")
+	ttl := fs.Duration("invite-ttl", 0, "how long a link stays valid after a send, whole hours (e.g. 336h)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -85,6 +85,12 @@ func runTenantPolicy(ctx context.Context, env *environment, args []string) error
 		return errors.New("tenant policy: --resend-interval must be at least 1h")
 	case set["invite-ttl"] && *ttl < time.Hour:
 		return errors.New("tenant policy: --invite-ttl must be at least 1h")
+	// The policy is kept in whole hours; 90m silently becoming 1h would
+	// resend earlier than asked.
+	case set["resend-interval"] && *interval%time.Hour != 0:
+		return errors.New("tenant policy: --resend-interval must be whole hours (e.g. 72h)")
+	case set["invite-ttl"] && *ttl%time.Hour != 0:
+		return errors.New("tenant policy: --invite-ttl must be whole hours (e.g. 336h)")
 	}
 	cfg, err := loadConfig(env)
 	if err != nil {

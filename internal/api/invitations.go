@@ -84,6 +84,16 @@ func (s *Server) listInvitations(w http.ResponseWriter, r *http.Request) error {
 		}
 		return s.invitationsCSV(w, r, tenant, state)
 	}
+	// The route streams for the CSV; a JSON page is bounded like any other.
+	return s.withTimeout(func(w http.ResponseWriter, r *http.Request) error {
+		return s.invitationsPage(w, r, tenant, state)
+	})(w, r)
+}
+
+// invitationsPage answers GET /v1/invitations with one JSON page.
+func (s *Server) invitationsPage(w http.ResponseWriter, r *http.Request, tenant *store.Tenant, state string) error {
+	q := r.URL.Query()
+	var err error
 	f := store.InvitationFilter{State: state, Now: s.now()}
 	if f.After, err = decodeCursor(q.Get("cursor")); err != nil {
 		return err

@@ -111,7 +111,7 @@ func Load(getenv func(string) string) (*Config, error) {
 		MetricsAddr:         e.str("METRICS_ADDR", ""),
 		RateLimitPerMinute:  e.int("RATE_LIMIT_PER_MINUTE", 600, 0, 1000000),
 		RateLimitBurst:      e.int("RATE_LIMIT_BURST", 100, 1, 1000000),
-		RequestTimeout:      e.duration("REQUEST_TIMEOUT", 30*time.Second),
+		RequestTimeout:      e.positiveDuration("REQUEST_TIMEOUT", 30*time.Second),
 		ResendDailyCap:      e.int("RESEND_DAILY_CAP", 3, 1, 100),
 		ResendSchedule:      e.cron("RESEND_SCHEDULE", "0 2 * * *"),
 		ExpirySchedule:      e.cron("EXPIRY_SCHEDULE", "30 1 * * *"),
@@ -119,15 +119,19 @@ func Load(getenv func(string) string) (*Config, error) {
 		OutboxSweepSchedule: e.cron("OUTBOX_SWEEP_SCHEDULE", "@every 30s"),
 		OutboxGrace:         e.duration("OUTBOX_GRACE", 30*time.Second),
 		OutboxStale:         e.duration("OUTBOX_STALE", 15*time.Minute),
-		DeliveryLease:       e.duration("DELIVERY_LEASE", 3*time.Minute),
+		DeliveryLease:       e.positiveDuration("DELIVERY_LEASE", 3*time.Minute),
 		ImportMaxBytes:      int64(e.int("IMPORT_MAX_MB", 50, 1, 2048)) << 20,
 		ImportUnzipMaxBytes: int64(e.int("IMPORT_UNZIP_MAX_MB", 512, 1, 16384)) << 20,
 		WorkerConcurrency:   e.int("WORKER_CONCURRENCY", 20, 1, 1000),
-		ShutdownTimeout:     e.duration("SHUTDOWN_TIMEOUT", 30*time.Second),
+		ShutdownTimeout:     e.positiveDuration("SHUTDOWN_TIMEOUT", 30*time.Second),
 		LogFormat:           e.oneOf("LOG_FORMAT", "json", "json", "text"),
 		LogLevel:            e.oneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 	}
 	e.databaseURL("DATABASE_URL", c.DatabaseURL)
+	e.listenAddr("HTTP_ADDR", c.HTTPAddr)
+	if c.MetricsAddr != "" {
+		e.listenAddr("METRICS_ADDR", c.MetricsAddr)
+	}
 	if opt, err := parseRedisURL(c.RedisURL); err != nil {
 		e.fail("REDIS_URL", err.Error())
 	} else {
@@ -150,9 +154,6 @@ func Load(getenv func(string) string) (*Config, error) {
 			e.fail("SENDGRID_WEBHOOK_PUBLIC_KEY", err.Error())
 		}
 		c.SendGridWebhookKey = key
-	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = 30 * time.Second
 	}
 	if (c.MonitorUser == "") != (c.MonitorPassword == "") {
 		e.fail("MONITOR_USER", "and MONITOR_PASSWORD must be set together")
@@ -253,6 +254,18 @@ func (e *env) duration(name string, def time.Duration) time.Duration {
 	return d
 }
 
+// positiveDuration is a duration that must be above zero: a lease, a
+// timeout or a drain of 0 would not mean "none" but "already over" (and
+// asynq would quietly turn a zero shutdown timeout into 8 s).
+func (e *env) positiveDuration(name string, def time.Duration) time.Duration {
+	d := e.duration(name, def)
+	if d == 0 {
+		e.fail(name, fmt.Sprintf("must be above zero, e.g. %s", def))
+		return def
+	}
+	return d
+}
+
 func (e *env) oneOf(name, def string, allowed ...string) string {
 	v := strings.ToLower(e.str(name, def))
 	for _, a := range allowed {
@@ -297,6 +310,18 @@ func everyInterval(spec string) (time.Duration, bool) {
 	}
 	d, err := time.ParseDuration(strings.TrimSpace(rest))
 	return d, err == nil
+}
+
+// listenAddr checks the form of a listen address ([HOST]:PORT); whether the
+// port is free is found out when listening.
+func (e *env) listenAddr(name, v string) {
+	_, port, err := net.SplitHostPort(v)
+	if err == nil {
+		_, err = net.LookupPort("tcp", port)
+	}
+	if err != nil {
+		e.fail(name, fmt.Sprintf("must be [HOST]:PORT, e.g. :8080 (got %q)", v))
+	}
 }
 
 // databaseURL checks the form of DATABASE_URL; whether it connects is
