@@ -262,6 +262,32 @@ func TestALineWithoutEndFailsTheFileNotTheWorker(t *testing.T) {
 	}
 }
 
+// A quoted field may span lines, so the line limit does not bound it: its
+// value is cut when read, and its row fails on its length, so the error log
+// holds a thousand characters of it rather than megabytes.
+func TestAHugeQuotedFieldIsCutAndFailsItsRow(t *testing.T) {
+	t.Parallel()
+	huge := strings.Repeat(strings.Repeat("x", 999)+"\n", 4000) // 4 MB over 4,000 lines
+	data := "Account Number,Customer Email,Customer First Name\n1,\"" + huge + "\",Jane\n2,b@example.com,\"" + huge + "\"\n"
+	rows, err := readAll(t, []byte(data))
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("%d rows, %v", len(rows), err)
+	}
+	for _, r := range rows {
+		for _, v := range r.Values() {
+			if n := utf8.RuneCountInString(v); n > MaxValueRunes+1 {
+				t.Errorf("row %d: a value of %d characters kept", r.Number, n)
+			}
+		}
+	}
+	if errs := Validate(rows[0]); len(errs) != 1 || errs[0].Message != MsgEmailInvalid || !strings.HasSuffix(rows[0].Email, "…") {
+		t.Errorf("row 2: %v", errs)
+	}
+	if errs := Validate(rows[1]); len(errs) != 1 || errs[0].Field != ColFirstName || rows[1].Number != 3 {
+		t.Errorf("row %d: %v", rows[1].Number, errs)
+	}
+}
+
 func TestValidateMessages(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {

@@ -58,6 +58,13 @@ const (
 	MaxNameLen    = 100
 )
 
+// MaxValueRunes is where a cell's value is cut off when the row is read. A
+// longer value fails its row anyway (every limit above is shorter, and so is
+// an email address's 254), but kept whole, a quoted CSV field spanning
+// thousands of lines, or a crafted workbook cell, would be stored in the
+// error log and sent back in every download and attachment.
+const MaxValueRunes = 1000
+
 // FieldError is one problem of one row.
 type FieldError struct {
 	Field   string // a template column, or "" for the row as a whole
@@ -233,6 +240,21 @@ func trimBlank(v string) string {
 	})
 }
 
+// clip cuts v to MaxValueRunes, marking the cut with "…".
+func clip(v string) string {
+	if len(v) <= MaxValueRunes {
+		return v
+	}
+	n := 0
+	for i := range v {
+		if n == MaxValueRunes {
+			return v[:i] + "…"
+		}
+		n++
+	}
+	return v
+}
+
 // row builds a Row from a record.
 func (c columns) row(number int, rec []string) Row {
 	r := Row{Number: number}
@@ -243,7 +265,7 @@ func (c columns) row(number int, rec []string) Row {
 		}
 		// A file onboard wrote (failed rows sent back to be fixed) has
 		// formula-like cells quoted; they read back as they went out.
-		return trimBlank(csvsafe.Uncell(rec[i]))
+		return clip(trimBlank(csvsafe.Uncell(rec[i])))
 	}
 	r.AccountNumber, r.Email = get(ColAccountNumber), get(ColEmail)
 	r.FirstName, r.LastName = get(ColFirstName), get(ColLastName)

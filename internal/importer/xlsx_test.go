@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -261,6 +262,106 @@ func TestZipBombFailsTheImportNotTheWorker(t *testing.T) {
 	_, err := readXLSX(t, bomb, XLSXOptions{UnzipSizeLimit: 8 << 20, UnzipXMLSizeLimit: 4 << 20})
 	if !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), "decompressed") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// withPart returns the workbook with the part name written by write,
+// replacing the part of that name or added.
+func withPart(t testing.TB, base []byte, name string, write func(w io.Writer)) []byte {
+	t.Helper()
+	zr, err := zip.NewReader(bytes.NewReader(base), int64(len(base)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	zw := zip.NewWriter(&out)
+	for _, f := range zr.File {
+		if f.Name == name {
+			continue
+		}
+		w, _ := zw.Create(f.Name)
+		rc, _ := f.Open()
+		_, _ = io.Copy(w, rc)
+		rc.Close()
+	}
+	w, _ := zw.Create(name)
+	write(w)
+	_ = zw.Close()
+	return out.Bytes()
+}
+
+// repeat writes s n times.
+func repeat(w io.Writer, s string, n int) {
+	chunk := strings.Repeat(s, 1<<12)
+	for ; n >= 1<<12; n -= 1 << 12 {
+		_, _ = io.WriteString(w, chunk)
+	}
+	_, _ = io.WriteString(w, strings.Repeat(s, n))
+}
+
+// A small upload whose styles, shared strings or other parts excelize
+// would hold in memory at many times their size fails its import before
+// excelize opens it (50 MB of <xf/> took the worker to 4.7 GB).
+func TestWorkbookPartsThatWouldFillMemoryFailTheImport(t *testing.T) {
+	t.Parallel()
+	base := workbook(t, func(f *excelize.File) {
+		_ = f.SetSheetRow("Sheet1", "A1", &[]any{"Account Number", "Customer Email"})
+		_ = f.SetSheetRow("Sheet1", "A2", &[]any{"100", "a@example.com"})
+	})
+	for _, tc := range []struct {
+		name, part, want string
+		write            func(w io.Writer)
+	}{
+		{"styles", "xl/styles.xml", "XML elements", func(w io.Writer) {
+			_, _ = io.WriteString(w, `<?xml version="1.0"?><styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><cellXfs>`)
+			repeat(w, "<xf/>", MaxParsedElements)
+			_, _ = io.WriteString(w, `</cellXfs></styleSheet>`)
+		}},
+		{"shared strings", "xl/sharedStrings.xml", "shared strings", func(w io.Writer) {
+			_, _ = io.WriteString(w, `<?xml version="1.0"?><x:sst xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main">`)
+			repeat(w, "<x:si/>", MaxSharedStrings+1)
+			_, _ = io.WriteString(w, `</x:sst>`)
+		}},
+		{"embedded content", "xl/media/image1.png", "besides its sheets", func(w io.Writer) {
+			repeat(w, "\x00", MaxHeldBytes+1)
+		}},
+	} {
+		data := withPart(t, base, tc.part, tc.write)
+		if len(data) > 2<<20 {
+			t.Fatalf("%s: the upload weighs %d bytes; it should be small", tc.name, len(data))
+		}
+		_, err := readXLSX(t, data, XLSXOptions{})
+		if !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want a file error saying %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// A workbook saved the way Excel saves it, text in a shared strings table
+// larger than UnzipXMLSizeLimit (so excelize streams it from a temporary
+// file), reads row for row.
+func TestALargeSharedStringsTableReads(t *testing.T) {
+	t.Parallel()
+	const n = 40_000
+	data := workbook(t, func(f *excelize.File) {
+		_ = f.SetSheetRow("Sheet1", "A1", &[]any{"Account Number", "Customer Email"})
+		for i := 2; i <= n+1; i++ {
+			_ = f.SetCellStr("Sheet1", fmt.Sprintf("A%d", i), fmt.Sprintf("A-%06d", i))
+			_ = f.SetCellStr("Sheet1", fmt.Sprintf("B%d", i), fmt.Sprintf("user%06d@example.com", i))
+		}
+	})
+	zr, _ := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	for _, f := range zr.File {
+		if f.Name == "xl/sharedStrings.xml" && f.UncompressedSize64 <= DefaultUnzipXMLSizeLimit {
+			t.Fatalf("shared strings of %d bytes: the test needs more than %d", f.UncompressedSize64, DefaultUnzipXMLSizeLimit)
+		}
+	}
+	rows, err := readXLSX(t, data, XLSXOptions{})
+	if err != nil || len(rows) != n {
+		t.Fatalf("%d rows, %v", len(rows), err)
+	}
+	if r := rows[n-1]; r.Number != n+1 || r.AccountNumber != fmt.Sprintf("A-%06d", n+1) || r.Email != fmt.Sprintf("user%06d@example.com", n+1) {
+		t.Fatalf("last row %+v", r)
 	}
 }
 
