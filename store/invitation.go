@@ -301,7 +301,7 @@ func RevokeInvitation(ctx context.Context, db bun.IDB, tenantID, id uuid.UUID, n
 	case InvitationAccepted:
 		return nil, fmt.Errorf("%w: the invitation was accepted; remove the portal user instead", ErrInvalidState)
 	}
-	_, err = db.NewUpdate().Model(inv).
+	res, err := db.NewUpdate().Model(inv).
 		Set("state = ?", InvitationRevoked).
 		Set("revoked_at = ?", now.UTC()).
 		Set("updated_at = ?", now.UTC()).
@@ -310,6 +310,17 @@ func RevokeInvitation(ctx context.Context, db bun.IDB, tenantID, id uuid.UUID, n
 		Exec(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("revoke invitation %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		// An accept (or another revoke) committed since the read: answer
+		// with what the invitation is now, never the stale "pending".
+		if inv, err = GetInvitation(ctx, db, tenantID, id); err != nil {
+			return nil, err
+		}
+		if inv.State == InvitationAccepted {
+			return nil, fmt.Errorf("%w: the invitation was accepted; remove the portal user instead", ErrInvalidState)
+		}
+		return inv, nil
 	}
 	// Queued emails of a revoked invitation must not go out.
 	_, err = db.NewUpdate().Model((*Delivery)(nil)).
@@ -358,6 +369,15 @@ func AcceptInvitation(ctx context.Context, db bun.IDB, tenantID uuid.UUID, token
 	case inv.State != InvitationPending:
 		return nil, fmt.Errorf("%w: the invitation is %s", ErrTokenGone, inv.State)
 	}
+	// A customer blacklisted or made inactive since the email went out gets
+	// no portal account from it, as it would get no invitation now.
+	cust, err := GetCustomer(ctx, db, tenantID, inv.CustomerID)
+	if err != nil {
+		return nil, err
+	}
+	if cust.Status != CustomerActive {
+		return nil, fmt.Errorf("%w: the invitation is no longer valid", ErrTokenGone)
+	}
 	// The state guard makes a concurrent second accept of the same token
 	// update nothing.
 	res, err := db.NewUpdate().Model(inv).
@@ -370,6 +390,10 @@ func AcceptInvitation(ctx context.Context, db bun.IDB, tenantID uuid.UUID, token
 		return nil, fmt.Errorf("accept invitation: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
+		// A concurrent accept or revoke won: say which.
+		if cur, err := GetInvitation(ctx, db, tenantID, inv.ID); err == nil && cur.State == InvitationRevoked {
+			return nil, fmt.Errorf("%w: the invitation was revoked", ErrTokenGone)
+		}
 		return nil, fmt.Errorf("%w: it has already been used", ErrTokenGone)
 	}
 	inv.State, inv.AcceptedAt, inv.UpdatedAt = InvitationAccepted, now.UTC(), now.UTC()
@@ -395,10 +419,6 @@ func AcceptInvitation(ctx context.Context, db bun.IDB, tenantID uuid.UUID, token
 			return nil, fmt.Errorf("accept invitation: %w", ErrEmailInUse)
 		}
 		return nil, fmt.Errorf("accept invitation: create user: %w", err)
-	}
-	cust, err := GetCustomer(ctx, db, tenantID, inv.CustomerID)
-	if err != nil {
-		return nil, err
 	}
 	return &Acceptance{Invitation: inv, Customer: cust, User: user}, nil
 }

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -286,6 +287,95 @@ func TestAcceptIsSingleUseAndCreatesAdmin(t *testing.T) {
 		}
 		if _, err := store.AcceptInvitation(ctx, db, ten.ID, second[d.ID], t0); !errors.Is(err, store.ErrTokenGone) {
 			t.Fatalf("second accept: %v, want ErrTokenGone", err)
+		}
+	})
+}
+
+// pendingWithToken is a pending invitation of c with one live link.
+func pendingWithToken(t *testing.T, db bun.IDB, c *store.Customer, email string) (*store.Invitation, string) {
+	t.Helper()
+	ctx := context.Background()
+	inv := newInvitation(t, db, c, email, store.InvitationPending)
+	if _, err := db.NewUpdate().Model(inv).Set("expires_at = ?", t0.Add(time.Hour)).WherePK().Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d := store.NewInvitationDelivery(inv, t0)
+	if err := store.InsertDeliveries(ctx, db, []*store.Delivery{d}); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := store.IssueTokens(ctx, db, []*store.Delivery{d}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv, tokens[d.ID]
+}
+
+// An accept and a revoke of the same invitation at once: one wins, and the
+// other says so. A revoke must never answer "pending" for an invitation
+// that the contact has just accepted.
+func TestAcceptAndRevokeAtOnceAgree(t *testing.T) {
+	t.Parallel()
+	db := storetest.NewPostgres(t)
+	ctx := context.Background()
+	ten := newTenant(t, db, "a")
+	for i := range 30 {
+		c := newCustomer(t, db, ten, fmt.Sprint(100+i))
+		inv, token := pendingWithToken(t, db, c, fmt.Sprintf("race%d@example.com", i))
+		var acceptErr, revokeErr error
+		var revoked *store.Invitation
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			acceptErr = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+				_, err := store.AcceptInvitation(ctx, tx, ten.ID, token, t0)
+				return err
+			})
+		})
+		wg.Go(func() {
+			revokeErr = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+				var err error
+				revoked, err = store.RevokeInvitation(ctx, tx, ten.ID, inv.ID, t0)
+				return err
+			})
+		})
+		wg.Wait()
+		final, err := store.GetInvitation(ctx, db, ten.ID, inv.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch final.State {
+		case store.InvitationAccepted:
+			if acceptErr != nil || !errors.Is(revokeErr, store.ErrInvalidState) {
+				t.Errorf("%d: accepted, but accept %v and revoke %v (%+v)", i, acceptErr, revokeErr, revoked)
+			}
+		case store.InvitationRevoked:
+			if revokeErr != nil || revoked.State != store.InvitationRevoked || !errors.Is(acceptErr, store.ErrTokenGone) || !strings.Contains(acceptErr.Error(), "revoked") {
+				t.Errorf("%d: revoked, but revoke %v (%+v) and accept %v", i, revokeErr, revoked, acceptErr)
+			}
+		default:
+			t.Errorf("%d: ended %s", i, final.State)
+		}
+	}
+}
+
+// A customer blacklisted or made inactive after its email went out gets no
+// portal account from the link.
+func TestAcceptRefusedForACustomerNoLongerActive(t *testing.T) {
+	t.Parallel()
+	storetest.Each(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		ten := newTenant(t, db, "a")
+		for _, status := range []string{store.CustomerBlacklisted, store.CustomerInactive} {
+			c := newCustomer(t, db, ten, status)
+			_, token := pendingWithToken(t, db, c, status+"@example.com")
+			if _, err := db.NewUpdate().Model(c).Set("status = ?", status).WherePK().Exec(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := store.AcceptInvitation(ctx, db, ten.ID, token, t0); !errors.Is(err, store.ErrTokenGone) {
+				t.Errorf("%s customer: %v, want ErrTokenGone", status, err)
+			}
+			if n, _ := db.NewSelect().Model((*store.User)(nil)).Where("customer_id = ?", c.ID).Count(ctx); n != 0 {
+				t.Errorf("%s customer: %d portal users", status, n)
+			}
 		}
 	})
 }
