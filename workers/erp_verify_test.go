@@ -85,3 +85,29 @@ func TestERPVerifyOutcomes(t *testing.T) {
 		t.Fatal("want a permanent error")
 	}
 }
+
+// Without an ERP the scheduled re-verification queues nothing: it would
+// otherwise mark every active customer "error" every night.
+func TestERPReverifyWithoutAnERPDoesNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	f.deps.ERP = nil
+	ctx := context.Background()
+	c := &store.Customer{TenantID: f.tenant.ID, CompanyName: "C", AccountNumbers: []string{"145722"}, CreatedAt: t0, UpdatedAt: t0}
+	if err := store.InsertCustomer(ctx, f.db, c); err != nil {
+		t.Fatal(err)
+	}
+	job := jobs.NewScheduled(jobs.TypeERPReverify, t0)
+	task, _ := jobs.Build(job.Type, job.ID, job.Payload)
+	mux := asynq.NewServeMux()
+	workers.Register(mux, f.deps)
+	if err := mux.ProcessTask(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.db.NewSelect().TableExpr("outbox").Where("task_type = ?", jobs.TypeERPVerify).Count(ctx); err != nil || n != 0 {
+		t.Fatalf("%d erp:verify tasks recorded (%v), want none", n, err)
+	}
+	if got, _ := store.GetCustomer(ctx, f.db, f.tenant.ID, c.ID); got.ERPStatus != store.ERPUnverified {
+		t.Fatalf("customer's ERP status %s", got.ERPStatus)
+	}
+}

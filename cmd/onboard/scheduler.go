@@ -51,7 +51,10 @@ func startScheduler(ctx context.Context, env *environment, cfg *config.Config, d
 				env.log.Error("record scheduled run", "task_type", taskType, "slot", slot, "err", err)
 				return
 			}
-			dispatcher.Dispatch(ctx, job)
+			if dispatcher.Dispatch(ctx, job) > 0 {
+				env.log.Warn("scheduled run recorded; the outbox sweep will enqueue it", "task_type", taskType, "task_id", job.ID)
+				return
+			}
 			env.log.Info("scheduled run enqueued", "task_type", taskType, "task_id", job.ID)
 		})
 		return err

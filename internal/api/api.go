@@ -199,24 +199,34 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// readyz answers anyone, so it names what is down with a fixed reason and
+// logs the driver's error, which carries addresses, users and database
+// names.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	down := map[string]string{}
+	notReady := func(what, reason string, err error) {
+		down[what] = reason
+		s.Log.WarnContext(ctx, "not ready", "dependency", what, "err", err)
+	}
 	if err := s.DB.PingContext(ctx); err != nil {
-		down["database"] = err.Error()
+		notReady("database", "unreachable", err)
 	} else if !s.migrated.Load() {
 		// A database that answers but lacks the schema fails every /v1
-		// call: not ready ("database not migrated: run onboard migrate").
-		if err := store.CheckMigrated(ctx, s.DB); err != nil {
-			down["database"] = err.Error()
-		} else {
+		// call: not ready, and the operator is told what to run.
+		switch err := store.CheckMigrated(ctx, s.DB); {
+		case errors.Is(err, store.ErrNotMigrated):
+			notReady("database", msgNotMigrated, err)
+		case err != nil:
+			notReady("database", "unreachable", err)
+		default:
 			s.migrated.Store(true)
 		}
 	}
 	if s.Ready != nil {
 		if err := s.Ready(ctx); err != nil {
-			down["redis"] = err.Error()
+			notReady("redis", "unreachable", err)
 		}
 	}
 	if len(down) > 0 {
@@ -224,6 +234,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
+
+// msgNotMigrated is /readyz's reason for a database that lacks migrations
+// (which ones are pending is logged).
+const msgNotMigrated = "database not migrated: run onboard migrate"
 
 // Error is an error with its HTTP answer.
 type Error struct {

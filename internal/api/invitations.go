@@ -265,7 +265,7 @@ func (s *Server) resendInvitations(w http.ResponseWriter, r *http.Request) error
 	case req.AllPending && len(req.Emails) > 0:
 		return invalid("emails", "send either emails or all_pending, not both")
 	case req.AllPending:
-		job := jobs.NewResendAllPending(tenant.ID.String(), uuid.NewString())
+		job := jobs.NewResendAllPending(tenant.ID.String(), uuid.NewString(), now)
 		if err := outbox.Record(r.Context(), s.DB, tenant.ID, now, job); err != nil {
 			return err
 		}
@@ -290,10 +290,13 @@ func (s *Server) resendInvitations(w http.ResponseWriter, r *http.Request) error
 			continue
 		}
 		n := emailaddr.Normalize(e)
-		if _, dup := byNorm[n]; !dup {
-			byNorm[n] = e
-			norms = append(norms, n)
+		if first, dup := byNorm[n]; dup {
+			// Answered, like every address sent: one email goes to both.
+			skipped = append(skipped, notResent{e, "the same address as " + first + " earlier in the list"})
+			continue
 		}
+		byNorm[n] = e
+		norms = append(norms, n)
 	}
 	var resent []string
 	var queued []jobs.Job
