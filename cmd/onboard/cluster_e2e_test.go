@@ -26,7 +26,7 @@ import (
 func TestRedisClusterEndToEnd(t *testing.T) {
 	t.Parallel()
 	const clusterPassword, monitorPassword, metricsToken = "cluster-pw-5c1e07", "monitor-pw-91aa3f", "metrics-tok-c4d2b8"
-	cluster := testenv.StartRedisCluster(t, clusterPassword)
+	cluster := testenv.StartRedisCluster(t, testenv.ClusterOptions{Password: clusterPassword})
 	s := newSystem(t, "REDIS_URL="+cluster.URL(),
 		"MONITOR_USER=ops", "MONITOR_PASSWORD="+monitorPassword, "METRICS_TOKEN="+metricsToken,
 		// Three requests at once, then one a minute.
@@ -182,6 +182,45 @@ func TestRedisClusterEndToEnd(t *testing.T) {
 		}
 		if strings.Contains(l.String(), "CROSSSLOT") || strings.Contains(l.String(), "MOVED") {
 			t.Errorf("the %s log shows a cluster error:\n%s", name, l.String())
+		}
+	}
+}
+
+// REDIS_URL=rediss-cluster://…: the API and the worker reach every node over
+// TLS, each node's certificate checked against the address the cluster
+// gave for it (the processes trust the test's CA through SSL_CERT_FILE).
+func TestRedisClusterTLSEndToEnd(t *testing.T) {
+	t.Parallel()
+	cluster := testenv.StartRedisCluster(t, testenv.ClusterOptions{Password: "cluster-tls-pw", TLS: true})
+	s := newSystem(t, "REDIS_URL="+cluster.URL(), "SSL_CERT_FILE="+cluster.CAFile, "MONITOR_USER=ops", "MONITOR_PASSWORD=monitor-pw")
+	s.run("migrate")
+	key := s.newTenant("TLS Co")
+	s.start("api", "api")
+	s.start("worker", "worker")
+	if code, body := request(t, s.apiURL, "", "GET", "/readyz", "", nil); code != 200 {
+		t.Fatalf("/readyz: %d %s", code, body)
+	}
+	s.inviteCustomer(key, "7100", "tls@customer.example.com")
+	testenv.Eventually(t, 60*time.Second, "the delivery to be recorded sent", func() bool { return s.deliveryStates(t)["sent"] == 1 })
+	if msgs := s.sendgrid.Messages(); len(msgs) != 1 || msgs[0].To != "tls@customer.example.com" {
+		t.Fatalf("emails accepted: %+v, want one", msgs)
+	}
+	req, _ := http.NewRequest("GET", s.apiURL+"/monitor/api/redis_info", nil)
+	req.SetBasicAuth("ops", "monitor-pw")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var info struct {
+		Cluster bool `json:"cluster"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&info); resp.StatusCode != 200 || err != nil || !info.Cluster {
+		t.Fatalf("/monitor/api/redis_info: %d (%v) cluster=%v", resp.StatusCode, err, info.Cluster)
+	}
+	for _, name := range []string{"worker", "api"} {
+		if err := s.stop(name); err != nil {
+			t.Errorf("%s on SIGTERM: %v", name, err)
 		}
 	}
 }

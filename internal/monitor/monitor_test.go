@@ -136,7 +136,7 @@ func visibleText(dom string) string {
 // run, archive, delete) act on the node that holds the queue.
 func TestDashboardOnCluster(t *testing.T) {
 	t.Parallel()
-	cluster := testenv.StartRedisCluster(t, "cluster-s3cret")
+	cluster := testenv.StartRedisCluster(t, testenv.ClusterOptions{Password: "cluster-s3cret"})
 	opt := asynq.RedisClusterClientOpt{Addrs: cluster.Addrs(), Password: cluster.Password}
 	client := asynq.NewClient(opt)
 	defer client.Close()

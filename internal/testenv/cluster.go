@@ -3,6 +3,15 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -18,36 +27,59 @@ import (
 // RedisCluster is a Redis Cluster of three masters (no replicas) owned by
 // one test, each node a redis-server on free loopback ports.
 type RedisCluster struct {
-	Ports    []int
-	Password string // every node's requirepass ("" for none)
-	cmds     []*exec.Cmd
+	Ports []int
+	ClusterOptions
+	// CAFile is the PEM certificate that signed the nodes' certificate
+	// (with TLS): a child process trusts it with SSL_CERT_FILE.
+	CAFile string
+	tls    *tls.Config // a client's, trusting CAFile
+	cmds   []*exec.Cmd
 }
 
-// StartRedisCluster starts a fresh three-master cluster for the test, with
-// password as every node's password when it is not empty, and waits until
-// every node serves every slot. It is stopped when the test ends.
-// redis-server and redis-cli (7.0 or later, for cluster-port) must be
+// ClusterOptions configure StartRedisCluster.
+type ClusterOptions struct {
+	Password string // every node's password; none when empty
+	// TLS serves clients and the cluster bus over TLS only, with a
+	// certificate for 127.0.0.1 signed by a CA of the test's own.
+	TLS bool
+}
+
+// StartRedisCluster starts a fresh three-master cluster for the test and
+// waits until every node serves every slot. It is stopped when the test
+// ends. redis-server and redis-cli (7.0 or later, for cluster-port) must be
 // installed: a missing one fails the test.
-func StartRedisCluster(t testing.TB, password string) *RedisCluster {
+func StartRedisCluster(t testing.TB, o ClusterOptions) *RedisCluster {
 	t.Helper()
 	for _, bin := range []string{"redis-server", "redis-cli"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			t.Fatalf("testenv: %s is required: %v", bin, err)
 		}
 	}
-	c := &RedisCluster{Password: password}
+	c := &RedisCluster{ClusterOptions: o}
 	t.Cleanup(c.Stop)
 	dir := t.TempDir()
+	var tlsArgs, cliArgs []string
+	if o.TLS {
+		var certFile, keyFile string
+		c.CAFile, certFile, keyFile, c.tls = writeCerts(t, dir)
+		tlsArgs = []string{"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", c.CAFile,
+			"--tls-auth-clients", "no", "--tls-cluster", "yes", "--tls-replication", "yes"}
+		cliArgs = []string{"--tls", "--cacert", c.CAFile}
+	}
 	for range 3 {
 		// The cluster bus gets a free port of its own: the default, the
 		// port plus 10000, may be taken or above 65535.
 		port, bus := freePort(t), freePort(t)
-		args := []string{"--bind", "127.0.0.1", "--port", strconv.Itoa(port),
+		listen := []string{"--port", strconv.Itoa(port)}
+		if o.TLS {
+			listen = append([]string{"--port", "0", "--tls-port", strconv.Itoa(port)}, tlsArgs...)
+		}
+		args := append([]string{"--bind", "127.0.0.1",
 			"--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(bus),
 			"--cluster-config-file", filepath.Join(dir, "nodes-"+strconv.Itoa(port)+".conf"),
-			"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", dir}
-		if password != "" {
-			args = append(args, "--requirepass", password)
+			"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", dir}, listen...)
+		if o.Password != "" {
+			args = append(args, "--requirepass", o.Password)
 		}
 		cmd := exec.Command("redis-server", args...)
 		if err := cmd.Start(); err != nil {
@@ -57,18 +89,18 @@ func StartRedisCluster(t testing.TB, password string) *RedisCluster {
 		c.Ports = append(c.Ports, port)
 	}
 	for _, addr := range c.Addrs() {
-		waitPing(t, &redis.Options{Addr: addr, Password: password})
+		waitPing(t, &redis.Options{Addr: addr, Password: o.Password, TLSConfig: c.tls})
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	create := exec.CommandContext(ctx, "redis-cli", append(append([]string{"--cluster", "create"}, c.Addrs()...),
-		"--cluster-replicas", "0", "--cluster-yes")...)
+	args := append(append(cliArgs, "--cluster", "create"), c.Addrs()...)
+	create := exec.CommandContext(ctx, "redis-cli", append(args, "--cluster-replicas", "0", "--cluster-yes")...)
 	// REDISCLI_AUTH rather than -a, which would put the password on the
 	// command line (and make redis-cli warn about it).
 	create.Env = os.Environ()
-	if password != "" {
-		create.Env = append(create.Env, "REDISCLI_AUTH="+password)
+	if o.Password != "" {
+		create.Env = append(create.Env, "REDISCLI_AUTH="+o.Password)
 	}
 	var out bytes.Buffer
 	create.Stdout, create.Stderr = &out, &out
@@ -80,7 +112,7 @@ func StartRedisCluster(t testing.TB, password string) *RedisCluster {
 	// served and all masters known, or a client may be told CLUSTERDOWN
 	// or be sent to a node that has not heard of the others yet.
 	for _, addr := range c.Addrs() {
-		rc := redis.NewClient(&redis.Options{Addr: addr, Password: password})
+		rc := redis.NewClient(&redis.Options{Addr: addr, Password: o.Password, TLSConfig: c.tls})
 		var info string
 		deadline := time.Now().Add(30 * time.Second)
 		for {
@@ -110,19 +142,24 @@ func (c *RedisCluster) Addrs() []string {
 	return addrs
 }
 
-// URL is the REDIS_URL of the cluster: redis-cluster://[:PASSWORD@]every node.
+// URL is the REDIS_URL of the cluster: redis-cluster://[:PASSWORD@]every
+// node, or rediss-cluster://… with TLS.
 func (c *RedisCluster) URL() string {
+	scheme := "redis-cluster://"
+	if c.TLS {
+		scheme = "rediss-cluster://"
+	}
 	auth := ""
 	if c.Password != "" {
 		auth = url.UserPassword("", c.Password).String() + "@"
 	}
-	return "redis-cluster://" + auth + strings.Join(c.Addrs(), ",")
+	return scheme + auth + strings.Join(c.Addrs(), ",")
 }
 
 // Client is a go-redis cluster client of the cluster, closed when the test
 // ends.
 func (c *RedisCluster) Client(t testing.TB) *redis.ClusterClient {
-	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), Password: c.Password})
+	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), Password: c.Password, TLSConfig: c.tls})
 	t.Cleanup(func() { rc.Close() })
 	return rc
 }
@@ -155,7 +192,53 @@ func EachRedis(t *testing.T, f func(t *testing.T, connect func() redis.Universal
 	})
 	t.Run("cluster", func(t *testing.T) {
 		t.Parallel()
-		c := StartRedisCluster(t, "")
+		c := StartRedisCluster(t, ClusterOptions{})
 		f(t, func() redis.UniversalClient { return c.Client(t) })
 	})
+}
+
+// writeCerts writes a CA and a certificate for 127.0.0.1 it signed to dir,
+// and returns their files and a client configuration that trusts the CA.
+func writeCerts(t testing.TB, dir string) (caFile, certFile, keyFile string, client *tls.Config) {
+	t.Helper()
+	now := time.Now()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "testenv CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature,
+		// The nodes of a cluster are each other's clients on the bus.
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	caFile, certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "node.pem"), filepath.Join(dir, "node-key.pem")
+	for file, block := range map[string]*pem.Block{
+		caFile: {Type: "CERTIFICATE", Bytes: caDER}, certFile: {Type: "CERTIFICATE", Bytes: leafDER}, keyFile: {Type: "PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+	}
+	roots := x509.NewCertPool()
+	caCert, _ := x509.ParseCertificate(caDER)
+	roots.AddCert(caCert)
+	return caFile, certFile, keyFile, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 }
