@@ -59,6 +59,7 @@ func StartRedisCluster(t testing.TB, o ClusterOptions) *RedisCluster {
 	t.Cleanup(c.Stop)
 	dir := t.TempDir()
 	var tlsArgs, cliArgs []string
+	var logs []*SyncBuffer
 	if o.TLS {
 		var certFile, keyFile string
 		c.CAFile, certFile, keyFile, c.tls = writeCerts(t, dir)
@@ -82,14 +83,20 @@ func StartRedisCluster(t testing.TB, o ClusterOptions) *RedisCluster {
 			args = append(args, "--requirepass", o.Password)
 		}
 		cmd := exec.Command("redis-server", args...)
+		out := &SyncBuffer{}
+		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("testenv: start redis-server: %v", err)
 		}
 		c.cmds = append(c.cmds, cmd)
 		c.Ports = append(c.Ports, port)
+		logs = append(logs, out)
 	}
-	for _, addr := range c.Addrs() {
-		waitPing(t, &redis.Options{Addr: addr, Password: o.Password, TLSConfig: c.tls})
+	for i, addr := range c.Addrs() {
+		if err := waitPing(&redis.Options{Addr: addr, Password: o.Password, TLSConfig: c.tls}); err != nil {
+			// A redis-server before 7.0 stops at --cluster-port, and says so.
+			t.Fatalf("testenv: %v; its output:\n%s", err, logs[i].String())
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -52,12 +52,13 @@ func (r *Redis) Start() {
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatalf("testenv: start redis-server: %v", err)
 	}
-	waitPing(r.t, &redis.Options{Addr: r.Addr()})
+	if err := waitPing(&redis.Options{Addr: r.Addr()}); err != nil {
+		r.t.Fatalf("testenv: %v", err)
+	}
 }
 
 // waitPing waits until the redis-server at opt.Addr answers.
-func waitPing(t testing.TB, opt *redis.Options) {
-	t.Helper()
+func waitPing(opt *redis.Options) error {
 	c := redis.NewClient(opt)
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
@@ -66,10 +67,10 @@ func waitPing(t testing.TB, opt *redis.Options) {
 		err := c.Ping(ctx).Err()
 		cancel()
 		if err == nil {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("testenv: redis-server on %s did not answer: %v", opt.Addr, err)
+			return fmt.Errorf("redis-server on %s did not answer: %w", opt.Addr, err)
 		}
 		time.Sleep(20 * time.Millisecond) // polling a starting server, not waiting for work
 	}
