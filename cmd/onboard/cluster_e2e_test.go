@@ -26,7 +26,8 @@ import (
 func TestRedisClusterEndToEnd(t *testing.T) {
 	t.Parallel()
 	const clusterPassword, monitorPassword, metricsToken = "cluster-pw-5c1e07", "monitor-pw-91aa3f", "metrics-tok-c4d2b8"
-	cluster := testenv.StartRedisCluster(t, testenv.ClusterOptions{Password: clusterPassword})
+	// A node unreachable for 2 s counts as failed (Redis's default: 15 s).
+	cluster := testenv.StartRedisCluster(t, testenv.ClusterOptions{Password: clusterPassword, NodeTimeout: 2 * time.Second})
 	s := newSystem(t, "REDIS_URL="+cluster.URL(),
 		"MONITOR_USER=ops", "MONITOR_PASSWORD="+monitorPassword, "METRICS_TOKEN="+metricsToken,
 		// Three requests at once, then one a minute.
@@ -170,11 +171,21 @@ func TestRedisClusterEndToEnd(t *testing.T) {
 	if code, body := request(t, s.apiURL, "", "GET", "/readyz", "", nil); code != 200 {
 		t.Fatalf("/readyz: %d %s", code, body)
 	}
-
-	for _, name := range []string{"scheduler", "worker", "api"} {
+	for _, name := range []string{"scheduler", "worker"} {
 		if err := s.stop(name); err != nil {
 			t.Errorf("%s on SIGTERM: %v", name, err)
 		}
+	}
+
+	// A master lost (no replica to take over): the other nodes still
+	// answer PING, but the cluster refuses every command, and /readyz says so.
+	cluster.StopNode(0)
+	testenv.Eventually(t, 30*time.Second, "/readyz to report the cluster down", func() bool {
+		code, body := request(t, s.apiURL, "", "GET", "/readyz", "", nil)
+		return code == 503 && strings.Contains(string(body), "redis cluster state is fail")
+	})
+	if err := s.stop("api"); err != nil {
+		t.Errorf("api on SIGTERM: %v", err)
 	}
 	for name, l := range s.logs {
 		if strings.Contains(l.String(), clusterPassword) {

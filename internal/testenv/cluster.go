@@ -42,6 +42,9 @@ type ClusterOptions struct {
 	// TLS serves clients and the cluster bus over TLS only, with a
 	// certificate for 127.0.0.1 signed by a CA of the test's own.
 	TLS bool
+	// NodeTimeout is how long a node may be unreachable before the others
+	// count it failed (Redis's cluster-node-timeout; 0: its 15 s).
+	NodeTimeout time.Duration
 }
 
 // StartRedisCluster starts a fresh three-master cluster for the test and
@@ -81,6 +84,9 @@ func StartRedisCluster(t testing.TB, o ClusterOptions) *RedisCluster {
 			"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", dir}, listen...)
 		if o.Password != "" {
 			args = append(args, "--requirepass", o.Password)
+		}
+		if o.NodeTimeout > 0 {
+			args = append(args, "--cluster-node-timeout", strconv.FormatInt(o.NodeTimeout.Milliseconds(), 10))
 		}
 		cmd := exec.Command("redis-server", args...)
 		out := &SyncBuffer{}
@@ -171,13 +177,19 @@ func (c *RedisCluster) Client(t testing.TB) *redis.ClusterClient {
 	return rc
 }
 
+// StopNode kills node i, a master with no replica: once the others count it
+// failed (NodeTimeout), the cluster refuses every command (CLUSTERDOWN).
+func (c *RedisCluster) StopNode(i int) {
+	if cmd := c.cmds[i]; cmd.Process != nil && cmd.ProcessState == nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+}
+
 // Stop kills every node.
 func (c *RedisCluster) Stop() {
-	for _, cmd := range c.cmds {
-		if cmd.Process != nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
+	for i := range c.cmds {
+		c.StopNode(i)
 	}
 	c.cmds = nil
 }
