@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
 
 	"github.com/onboard-dev/onboard/internal/outbox"
 	"github.com/onboard-dev/onboard/internal/testenv"
@@ -30,8 +31,8 @@ func TestRedisClusterEndToEnd(t *testing.T) {
 	cluster := testenv.StartRedisCluster(t, testenv.ClusterOptions{Password: clusterPassword, NodeTimeout: 2 * time.Second})
 	s := newSystem(t, "REDIS_URL="+cluster.URL(),
 		"MONITOR_USER=ops", "MONITOR_PASSWORD="+monitorPassword, "METRICS_TOKEN="+metricsToken,
-		// Three requests at once, then one a minute.
-		"RATE_LIMIT_PER_MINUTE=1", "RATE_LIMIT_BURST=3",
+		// Ten requests at once, then one a minute.
+		"RATE_LIMIT_PER_MINUTE=1", "RATE_LIMIT_BURST=10",
 		// The scheduler enqueues a run every second, and its sweep checks
 		// with the inspector every enqueued task older than a second.
 		"EXPIRY_SCHEDULE=@every 1s", "OUTBOX_SWEEP_SCHEDULE=@every 1s", "OUTBOX_STALE=1s")
@@ -72,9 +73,40 @@ func TestRedisClusterEndToEnd(t *testing.T) {
 		t.Fatalf("%d requests to SendGrid, want the 429 and the retry", n)
 	}
 
+	// An import: import:process runs on the bulk queue, which the cluster
+	// keeps on another master than critical (the emails) and default.
+	insp := asynq.NewInspector(asynq.RedisClusterClientOpt{Addrs: cluster.Addrs(), Password: clusterPassword})
+	defer insp.Close()
+	master := func(queue string) string {
+		nodes, err := insp.ClusterNodes(queue)
+		if err != nil || len(nodes) == 0 {
+			t.Fatalf("nodes of %s: %v %v", queue, nodes, err)
+		}
+		return nodes[0].Addr
+	}
+	if master(jobs.QueueBulk) == master(jobs.QueueCritical) {
+		t.Fatalf("bulk and critical are on one node (%s): the import would not reach a second one", master(jobs.QueueBulk))
+	}
+	header, _, _ := strings.Cut(s.get(keyA, "/v1/imports/template.csv"), "\n") // without its sample row
+	file := header + "\n" +
+		"5200,lee.park@customer.example.com,Lee,Park\r\n" +
+		"5201,not-an-email,Bad,Email\r\n"
+	importID := s.upload(keyA, "customers.csv", []byte(file), "notify_email", "ops@cluster-co.example.com")["id"].(string)
+	testenv.Eventually(t, 90*time.Second, "the import's invitation and confirmation to be recorded sent", func() bool { return s.deliveryStates(t)["sent"] == 3 })
+	if st := s.importStatus(keyA, importID); st["status"] != "completed" || st["succeeded"] != 1.0 || st["failed"] != 1.0 {
+		t.Fatalf("import status %v", st)
+	}
+	seen := map[string]int{}
+	for _, m := range s.sendgrid.Messages() {
+		seen[m.To]++
+	}
+	if len(seen) != 3 || seen["dana.cole@customer.example.com"] != 1 || seen["lee.park@customer.example.com"] != 1 || seen["ops@cluster-co.example.com"] != 1 {
+		t.Fatalf("emails by recipient: %v, want one each to the invite, the imported row and the sender", seen)
+	}
+
 	// The per-tenant rate limit, shared through the cluster: tenant B's
-	// fourth request at once is refused; tenant A (one request so far) is not.
-	for i := range 3 {
+	// eleventh request at once is refused; tenant A (five so far) is not.
+	for i := range 10 {
 		if code, body := s.send(keyB, "GET", "/v1/customers", "", nil); code != 200 {
 			t.Fatalf("tenant B request %d: %d %s", i+1, code, body)
 		}
