@@ -353,7 +353,7 @@ func (e *env) databaseURL(name, v string) {
 // without a master name (which fails only when connecting), and the cluster
 // form, which asynq's parser does not have.
 func parseRedisURL(raw string) (asynq.RedisConnOpt, error) {
-	if strings.HasPrefix(raw, "redis-cluster://") || strings.HasPrefix(raw, "rediss-cluster://") {
+	if scheme, _, ok := strings.Cut(raw, "://"); ok && (strings.EqualFold(scheme, "redis-cluster") || strings.EqualFold(scheme, "rediss-cluster")) {
 		return parseClusterURL(raw)
 	}
 	if u, err := url.Parse(raw); err == nil && u.Scheme == "redis-sentinel" {
@@ -377,6 +377,7 @@ const clusterForm = "redis-cluster://HOST:PORT[,HOST:PORT…][/0] or rediss-clus
 // its own (and IPv6 ones may be listed).
 func parseClusterURL(raw string) (asynq.RedisConnOpt, error) {
 	scheme, rest, _ := strings.Cut(raw, "://")
+	scheme = strings.ToLower(scheme)
 	end := strings.IndexAny(rest, "/?#")
 	if end < 0 {
 		end = len(rest)

@@ -99,6 +99,8 @@ func TestRedisClusterURL(t *testing.T) {
 			asynq.RedisClusterClientOpt{Addrs: []string{"10.0.0.1:7000"}, Username: "app", Password: "p@ss:word"}},
 		{"redis-cluster://:pw@10.0.0.1:7000/",
 			asynq.RedisClusterClientOpt{Addrs: []string{"10.0.0.1:7000"}, Password: "pw"}},
+		{"Redis-Cluster://10.0.0.1:7000", // schemes are case-insensitive
+			asynq.RedisClusterClientOpt{Addrs: []string{"10.0.0.1:7000"}}},
 		{"redis-cluster://[::1]:7000,[fd00::2]:7001",
 			asynq.RedisClusterClientOpt{Addrs: []string{"[::1]:7000", "[fd00::2]:7001"}}},
 	} {
@@ -113,7 +115,7 @@ func TestRedisClusterURL(t *testing.T) {
 	}
 	// TLS: no fixed server name, so that each node is checked against its
 	// own address.
-	c, err := Load(lookup(map[string]string{"REDIS_URL": "rediss-cluster://:pw@node-1.example:6380,node-2.example:6380"}))
+	c, err := Load(lookup(map[string]string{"REDIS_URL": "REDISS-CLUSTER://:pw@node-1.example:6380,node-2.example:6380"}))
 	if err != nil {
 		t.Fatal(err)
 	}
