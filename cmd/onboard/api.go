@@ -69,7 +69,7 @@ func newAPIHandler(cfg *config.Config, db *bun.DB, dispatcher *outbox.Dispatcher
 		RequestTimeout: cfg.RequestTimeout,
 		ResendDailyCap: cfg.ResendDailyCap,
 		MaxUploadBytes: cfg.ImportMaxBytes,
-		Ready:          func(ctx context.Context) error { return dispatcher.Client.Ping() },
+		Ready:          api.RedisReady(rc),
 	}
 	if cfg.RateLimitPerMinute > 0 {
 		srv.RateLimit = ratelimit.NewTenants(rc, cfg.RateLimitPerMinute, cfg.RateLimitBurst)

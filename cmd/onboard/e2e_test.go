@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -67,7 +68,7 @@ type system struct {
 	apiURL   string
 	dsn      string
 	db       *bun.DB
-	redis    *testenv.Redis
+	redis    *testenv.Redis // nil when the test brings its own REDIS_URL
 	sendgrid *sendgridfake.Server
 	procs    map[string]*exec.Cmd
 	logs     map[string]*testenv.SyncBuffer
@@ -80,7 +81,6 @@ func newSystemB(t testing.TB, extraEnv ...string) *system {
 	s := &system{
 		t:        t,
 		dsn:      storetest.NewPostgresDSN(t),
-		redis:    testenv.StartRedis(t),
 		sendgrid: sendgridfake.New(t),
 		procs:    map[string]*exec.Cmd{},
 		logs:     map[string]*testenv.SyncBuffer{},
@@ -91,7 +91,6 @@ func newSystemB(t testing.TB, extraEnv ...string) *system {
 	s.env = append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"DATABASE_URL=" + s.dsn,
-		"REDIS_URL=" + s.redis.URL(),
 		"HTTP_ADDR=" + addr,
 		"PUBLIC_URL=https://portal.example.com",
 		"SENDGRID_API_KEY=" + s.sendgrid.APIKey,
@@ -104,6 +103,12 @@ func newSystemB(t testing.TB, extraEnv ...string) *system {
 		// itself is tested in internal/api and internal/ratelimit.
 		"RATE_LIMIT_PER_MINUTE=0",
 	}, extraEnv...)
+	// A test that brings its own REDIS_URL (a cluster, a dead address)
+	// gets no redis-server of its own.
+	if !slices.ContainsFunc(extraEnv, func(kv string) bool { return strings.HasPrefix(kv, "REDIS_URL=") }) {
+		s.redis = testenv.StartRedis(t)
+		s.env = append(s.env, "REDIS_URL="+s.redis.URL())
+	}
 	t.Cleanup(func() {
 		for name := range s.procs {
 			_ = s.stop(name)

@@ -4,13 +4,17 @@ package config
 
 import (
 	"crypto/ecdsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/mail"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -346,12 +350,100 @@ func (e *env) databaseURL(name, v string) {
 
 // parseRedisURL reads REDIS_URL: asynq's URI forms, with the sentinel form
 // read here, since asynq's parser ignores its database number and accepts it
-// without a master name (which fails only when connecting).
+// without a master name (which fails only when connecting), and the cluster
+// form, which asynq's parser does not have.
 func parseRedisURL(raw string) (asynq.RedisConnOpt, error) {
+	if scheme, _, ok := strings.Cut(raw, "://"); ok && (strings.EqualFold(scheme, "redis-cluster") || strings.EqualFold(scheme, "rediss-cluster")) {
+		return parseClusterURL(raw)
+	}
 	if u, err := url.Parse(raw); err == nil && u.Scheme == "redis-sentinel" {
 		return parseSentinelURL(u)
 	}
 	return asynq.ParseRedisURI(raw)
+}
+
+// clusterForm is quoted in errors, without its password parts (see
+// sentinelForm).
+const clusterForm = "redis-cluster://HOST:PORT[,HOST:PORT…][/0] or rediss-cluster://… for TLS (README: Configuration)"
+
+// parseClusterURL reads redis-cluster://[USER:PASSWORD@]H:P[,H:P…][/0], and
+// rediss-cluster://… for TLS. The addresses are seeds: the client learns the
+// other nodes from them. The credentials are every node's. A cluster has
+// only database 0, so another number is refused here rather than by every
+// node at connect time.
+//
+// The address list is split off before url.Parse, which checks only the
+// port after the last colon of a host, so that each address is checked on
+// its own (and IPv6 ones may be listed).
+func parseClusterURL(raw string) (asynq.RedisConnOpt, error) {
+	scheme, rest, _ := strings.Cut(raw, "://")
+	scheme = strings.ToLower(scheme)
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	authority, tail := rest[:end], rest[end:]
+	if strings.Contains(tail, "@") {
+		// A password holding /, ? or # ends the addresses early; saying
+		// which address is wrong would show part of it.
+		return nil, fmt.Errorf("has an @ after the addresses: percent-encode the / ? # of a password (%%2F %%3F %%23)")
+	}
+	userinfo, hosts := "", authority
+	if i := strings.LastIndex(authority, "@"); i >= 0 {
+		userinfo, hosts = authority[:i], authority[i+1:]
+	}
+	var opt asynq.RedisClusterClientOpt
+	if userinfo != "" {
+		// Parsed apart from the rest: its errors would quote the password.
+		u, err := url.Parse("redis://" + userinfo + "@cluster")
+		if err != nil {
+			return nil, fmt.Errorf("has a malformed user name or password (percent-encode its special characters)")
+		}
+		p, ok := u.User.Password()
+		if !ok {
+			return nil, fmt.Errorf("has a user name without a password (it goes after the user name and a colon)")
+		}
+		opt.Username, opt.Password = u.User.Username(), p
+	}
+	u, err := url.Parse(scheme + "://cluster" + tail)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error quotes the URL
+		}
+		return nil, fmt.Errorf("is not a valid URL (%v): the form is %s", err, clusterForm)
+	}
+	if u.RawQuery != "" {
+		// Only the names: a value may be a secret.
+		got := strings.Join(slices.Sorted(maps.Keys(u.Query())), ", ")
+		if got == "" {
+			got = "a malformed query"
+		}
+		return nil, fmt.Errorf("takes no parameters (got %s): the form is %s", got, clusterForm)
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" && db != "0" {
+		return nil, fmt.Errorf("has %q where the database number goes: a Redis Cluster has only database 0", u.Path)
+	}
+	if hosts == "" {
+		return nil, fmt.Errorf("needs the cluster nodes' addresses: the form is %s", clusterForm)
+	}
+	for _, addr := range strings.Split(hosts, ",") {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || host == "" || port == "" {
+			return nil, fmt.Errorf("has a node address that is not HOST:PORT (%q; cluster nodes listen on 6379 by default)", addr)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("has a node address with a bad port (%q)", addr)
+		}
+		opt.Addrs = append(opt.Addrs, addr)
+	}
+	if scheme == "rediss-cluster" {
+		// No ServerName: crypto/tls checks each node's certificate against
+		// the host it is dialled at, and a cluster hands out the addresses
+		// of its other nodes.
+		opt.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return opt, nil
 }
 
 // sentinelForm is quoted in errors; its password parts are left out, since

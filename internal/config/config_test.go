@@ -87,6 +87,72 @@ func TestRedisSentinelURL(t *testing.T) {
 	}
 }
 
+func TestRedisClusterURL(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url  string
+		want asynq.RedisClusterClientOpt
+	}{
+		{"redis-cluster://10.0.0.1:7000,10.0.0.2:7001,redis-3.example:6379",
+			asynq.RedisClusterClientOpt{Addrs: []string{"10.0.0.1:7000", "10.0.0.2:7001", "redis-3.example:6379"}}},
+		{"redis-cluster://app:p%40ss:word@10.0.0.1:7000/0",
+			asynq.RedisClusterClientOpt{Addrs: []string{"10.0.0.1:7000"}, Username: "app", Password: "p@ss:word"}},
+		{"redis-cluster://:pw@10.0.0.1:7000/",
+			asynq.RedisClusterClientOpt{Addrs: []string{"10.0.0.1:7000"}, Password: "pw"}},
+		{"Redis-Cluster://10.0.0.1:7000", // schemes are case-insensitive
+			asynq.RedisClusterClientOpt{Addrs: []string{"10.0.0.1:7000"}}},
+		{"redis-cluster://[::1]:7000,[fd00::2]:7001",
+			asynq.RedisClusterClientOpt{Addrs: []string{"[::1]:7000", "[fd00::2]:7001"}}},
+	} {
+		c, err := Load(lookup(map[string]string{"REDIS_URL": tc.url}))
+		if err != nil {
+			t.Errorf("REDIS_URL=%q: %v", tc.url, err)
+			continue
+		}
+		if got, ok := c.Redis.(asynq.RedisClusterClientOpt); !ok || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("REDIS_URL=%q read as %#v, want %#v", tc.url, c.Redis, tc.want)
+		}
+	}
+	// TLS: no fixed server name, so that each node is checked against its
+	// own address.
+	c, err := Load(lookup(map[string]string{"REDIS_URL": "REDISS-CLUSTER://:pw@node-1.example:6380,node-2.example:6380"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := c.Redis.(asynq.RedisClusterClientOpt)
+	if !ok || got.TLSConfig == nil || got.TLSConfig.ServerName != "" || got.TLSConfig.InsecureSkipVerify || len(got.Addrs) != 2 || got.Password != "pw" {
+		t.Fatalf("rediss-cluster read as %#v", c.Redis)
+	}
+	for _, tc := range []struct{ url, says string }{
+		{"redis-cluster://", "needs the cluster nodes' addresses"},
+		{"redis-cluster:///0", "needs the cluster nodes' addresses"},
+		{"redis-cluster://10.0.0.1:7000/1", "only database 0"},
+		{"redis-cluster://10.0.0.1:7000/x", "only database 0"},
+		{"redis-cluster://10.0.0.1:7000/0/1", "only database 0"},
+		{"redis-cluster://10.0.0.1", `not HOST:PORT ("10.0.0.1"`},
+		{"redis-cluster://10.0.0.1:7000,10.0.0.2", `not HOST:PORT ("10.0.0.2"`},
+		{"redis-cluster://10.0.0.1:7000,,10.0.0.2:7001", `not HOST:PORT (""`},
+		{"redis-cluster://10.0.0.1:7000,10.0.0.2:", `not HOST:PORT ("10.0.0.2:"`},
+		{"redis-cluster://:7000", `not HOST:PORT (":7000"`},
+		{"redis-cluster://10.0.0.1:7000,10.0.0.2:99999", `bad port ("10.0.0.2:99999")`},
+		{"redis-cluster://10.0.0.1:7000,10.0.0.2:0", `bad port ("10.0.0.2:0")`},
+		{"redis-cluster://10.0.0.1:x,10.0.0.2:7001", `bad port ("10.0.0.1:x")`},
+		{"redis-cluster://:pw@", "needs the cluster nodes' addresses"},
+		{"redis-cluster://10.0.0.1:7000?db=0", "takes no parameters (got db)"},
+		{"redis-cluster://10.0.0.1:7000?read_only=true&max_redirects=3", "takes no parameters (got max_redirects, read_only)"},
+		{"redis-cluster://10.0.0.1:7000?%zz", "takes no parameters"},
+		{"redis-cluster://app@10.0.0.1:7000", "user name without a password"},
+		{"redis-cluster://:top/secret@10.0.0.1:7000", "has an @ after the addresses"},
+		{"redis-cluster://:p%zz@10.0.0.1:7000", "malformed user name or password"},
+	} {
+		_, err := Load(lookup(map[string]string{"REDIS_URL": tc.url}))
+		if err == nil || !strings.HasPrefix(err.Error(), "config: REDIS_URL ") || !strings.Contains(err.Error(), tc.says) ||
+			strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "xxxxx") {
+			t.Errorf("REDIS_URL=%q: error %v, want one line naming REDIS_URL that says %q", tc.url, err, tc.says)
+		}
+	}
+}
+
 func TestErrorsDoNotEchoPasswords(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ name, value string }{
@@ -94,6 +160,15 @@ func TestErrorsDoNotEchoPasswords(t *testing.T) {
 		{"REDIS_URL", "rediss://user:topsecret@127.0.0.1:63xx/0"},
 		{"REDIS_URL", "redis://:top/secret@127.0.0.1:63xx/0"},
 		{"REDIS_URL", "redis-sentinel://:topsecret@127.0.0.1:26379"},
+		{"REDIS_URL", "redis-cluster://:topsecret@127.0.0.1:7000/3"},
+		{"REDIS_URL", "redis-cluster://app:topsecret@127.0.0.1:x"},
+		{"REDIS_URL", "rediss-cluster://app:top@secret@127.0.0.1:7000,127.0.0.1"},
+		{"REDIS_URL", "redis-cluster://127.0.0.1:7000?password=topsecret"},
+		{"REDIS_URL", "redis-cluster://127.0.0.1:7000?pass=topsecret"},
+		{"REDIS_URL", "redis-cluster://:top/secret@127.0.0.1:7000"},
+		{"REDIS_URL", "redis-cluster://:top?secret@127.0.0.1:7000"},
+		{"REDIS_URL", "redis-cluster://:top#secret@127.0.0.1:7000"},
+		{"REDIS_URL", "redis-cluster://:secret%zz@127.0.0.1:7000"},
 		{"DATABASE_URL", "postgres://u:topsecret@127.0.0.1:badport/db"},
 		{"ERP_URL", "ftp://erp:topsecret@erp.example"},
 		{"ERP_URL", "https://erp:topsecret@erp.example:x/"},

@@ -130,3 +130,123 @@ func visibleText(dom string) string {
 	}
 	return strings.Join(strings.Fields(dom), " ")
 }
+
+// The dashboard on a Redis Cluster: every queue, wherever its slot puts it,
+// is listed and inspected, and the operations the dashboard offers (pause,
+// run, archive, delete) act on the node that holds the queue.
+func TestDashboardOnCluster(t *testing.T) {
+	t.Parallel()
+	cluster := testenv.StartRedisCluster(t, testenv.ClusterOptions{Password: "cluster-s3cret"})
+	opt := asynq.RedisClusterClientOpt{Addrs: cluster.Addrs(), Password: cluster.Password}
+	client := asynq.NewClient(opt)
+	defer client.Close()
+	for _, q := range []string{"critical", "default", "bulk"} {
+		if _, err := client.Enqueue(asynq.NewTask("probe:"+q, []byte(`{}`)), asynq.Queue(q), asynq.TaskID("pending-"+q)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := client.Enqueue(asynq.NewTask("probe:later", []byte(`{}`)), asynq.Queue("default"), asynq.TaskID("scheduled-default"), asynq.ProcessIn(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	srv := serve(t, monitor.Options{Redis: opt, User: "ops", Password: "s3cret"})
+	api := srv.URL + "/monitor/api"
+	call := func(method, path string, want int) string {
+		t.Helper()
+		req, _ := http.NewRequest(method, api+path, nil)
+		req.SetBasicAuth("ops", "s3cret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s: %d %s, want %d", method, path, resp.StatusCode, b, want)
+		}
+		return string(b)
+	}
+	type queue struct {
+		Queue  string `json:"queue"`
+		Size   int    `json:"size"`
+		Paused bool   `json:"paused"`
+	}
+	queues := func() map[string]queue {
+		var body struct{ Queues []queue }
+		if err := json.Unmarshal([]byte(call("GET", "/queues", 200)), &body); err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]queue{}
+		for _, q := range body.Queues {
+			m[q.Queue] = q
+		}
+		return m
+	}
+	taskIDs := func(path string) []string {
+		var body struct{ Tasks []struct{ ID string } }
+		if err := json.Unmarshal([]byte(call("GET", path, 200)), &body); err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, task := range body.Tasks {
+			ids = append(ids, task.ID)
+		}
+		return ids
+	}
+
+	if got := queues(); len(got) != 3 || got["critical"].Size != 1 || got["default"].Size != 2 || got["bulk"].Size != 1 {
+		t.Fatalf("queues: %+v", got)
+	}
+	for _, q := range []string{"critical", "default", "bulk"} {
+		call("GET", "/queues/"+q, 200)
+		if ids := taskIDs("/queues/" + q + "/pending_tasks"); len(ids) != 1 || ids[0] != "pending-"+q {
+			t.Fatalf("%s pending: %v", q, ids)
+		}
+	}
+	for _, path := range []string{"/queue_stats", "/servers", "/scheduler_entries"} {
+		call("GET", path, 200)
+	}
+	var info struct {
+		Cluster        bool
+		QueueLocations []struct {
+			Queue string
+			Nodes []string
+		} `json:"queue_locations"`
+	}
+	if err := json.Unmarshal([]byte(call("GET", "/redis_info", 200)), &info); err != nil {
+		t.Fatal(err)
+	}
+	if !info.Cluster || len(info.QueueLocations) != 3 {
+		t.Fatalf("redis_info: %+v", info)
+	}
+	nodes := map[string]bool{}
+	for _, l := range info.QueueLocations {
+		if len(l.Nodes) == 0 {
+			t.Fatalf("queue %s is on no node: %+v", l.Queue, info)
+		}
+		nodes[l.Nodes[0]] = true
+	}
+	// The slots of critical, default and bulk fall on two of the three
+	// masters' ranges: the dashboard reads more than one node.
+	if len(nodes) < 2 {
+		t.Fatalf("the queues are all on one node: %+v", info)
+	}
+
+	call("POST", "/queues/critical:pause", 204)
+	if !queues()["critical"].Paused {
+		t.Fatal("critical not paused")
+	}
+	call("POST", "/queues/critical:resume", 204)
+	call("POST", "/queues/default/scheduled_tasks/scheduled-default:run", 204)
+	if ids := taskIDs("/queues/default/pending_tasks"); len(ids) != 2 {
+		t.Fatalf("default pending after running the scheduled task: %v", ids)
+	}
+	call("POST", "/queues/bulk/pending_tasks/pending-bulk:archive", 204)
+	if ids := taskIDs("/queues/bulk/archived_tasks"); len(ids) != 1 || ids[0] != "pending-bulk" {
+		t.Fatalf("bulk archived: %v", ids)
+	}
+	call("POST", "/queues/bulk/archived_tasks:run_all", 200)
+	call("DELETE", "/queues/critical/pending_tasks/pending-critical", 204)
+	if got := queues(); got["critical"].Size != 0 || got["default"].Size != 2 || got["bulk"].Size != 1 || got["critical"].Paused {
+		t.Fatalf("queues after the operations: %+v", got)
+	}
+}

@@ -3,6 +3,9 @@
 // SendGrid asks for with a 429, and the pause after SendGrid refused the
 // account (a revoked key, an unverified sender), which every worker honours
 // instead of each finding out for itself.
+//
+// Each script here touches the one key it is given, so it runs on a Redis
+// Cluster as on one server; the tests run every script on both.
 package ratelimit
 
 import (

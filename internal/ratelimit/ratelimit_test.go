@@ -15,19 +15,16 @@ import (
 	"github.com/onboard-dev/onboard/internal/testenv"
 )
 
-func client(t *testing.T, r *testenv.Redis) redis.UniversalClient {
-	c := redis.NewClient(&redis.Options{Addr: r.Addr()})
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // Two API processes (two clients) share one tenant's allowance; another
-// tenant's is its own.
+// tenant's is its own. On one server and on a cluster, as every test here.
 func TestTenantLimitHoldsAcrossProcesses(t *testing.T) {
 	t.Parallel()
-	r := testenv.StartRedis(t)
-	api1 := ratelimit.NewTenants(client(t, r), 60, 3)
-	api2 := ratelimit.NewTenants(client(t, r), 60, 3)
+	testenv.EachRedis(t, testTenantLimitHoldsAcrossProcesses)
+}
+
+func testTenantLimitHoldsAcrossProcesses(t *testing.T, connect func() redis.UniversalClient) {
+	api1 := ratelimit.NewTenants(connect(), 60, 3)
+	api2 := ratelimit.NewTenants(connect(), 60, 3)
 	ctx := context.Background()
 	a, b := uuid.New(), uuid.New()
 	var allowed int
@@ -82,14 +79,17 @@ func (s *countingSender) Send(context.Context, mail.Message) (mail.Result, error
 // SendGrid named.
 func TestSendGrid429PausesEveryWorker(t *testing.T) {
 	t.Parallel()
-	r := testenv.StartRedis(t)
+	testenv.EachRedis(t, testSendGrid429PausesEveryWorker)
+}
+
+func testSendGrid429PausesEveryWorker(t *testing.T, connect func() redis.UniversalClient) {
 	// Redis expires the pause by its own clock, so the test's starts now.
 	now := time.Now().Truncate(time.Millisecond)
 	clock := func() time.Time { return now }
 	limited := &countingSender{err: &mail.SendError{StatusCode: 429, Temporary: true, RetryAfter: 30 * time.Second, Reason: "too many requests"}}
 	fine := &countingSender{}
-	worker1 := &ratelimit.SharedBackoff{Next: limited, Client: client(t, r), Now: clock}
-	worker2 := &ratelimit.SharedBackoff{Next: fine, Client: client(t, r), Now: clock}
+	worker1 := &ratelimit.SharedBackoff{Next: limited, Client: connect(), Now: clock}
+	worker2 := &ratelimit.SharedBackoff{Next: fine, Client: connect(), Now: clock}
 	ctx := context.Background()
 
 	if _, err := worker1.Send(ctx, mail.Message{}); !mail.IsTemporary(err) {
@@ -137,14 +137,17 @@ func (s *switchSender) Send(context.Context, mail.Message) (mail.Result, error) 
 // request ends it for everyone.
 func TestSendGridRefusalPausesEveryWorker(t *testing.T) {
 	t.Parallel()
-	r := testenv.StartRedis(t)
+	testenv.EachRedis(t, testSendGridRefusalPausesEveryWorker)
+}
+
+func testSendGridRefusalPausesEveryWorker(t *testing.T, connect func() redis.UniversalClient) {
 	now := time.Now().Truncate(time.Millisecond)
 	clock := func() time.Time { return now }
 	sg := &switchSender{}
 	sg.err.Store(&mail.SendError{StatusCode: 403, Refused: true, Reason: "from: The from address does not match a verified Sender Identity."})
-	rc := client(t, r)
+	rc := connect()
 	w1 := &ratelimit.SharedBackoff{Next: sg, Client: rc, Now: clock}
-	w2 := &ratelimit.SharedBackoff{Next: sg, Client: client(t, r), Now: clock}
+	w2 := &ratelimit.SharedBackoff{Next: sg, Client: connect(), Now: clock}
 	ctx := context.Background()
 
 	_, err := w1.Send(ctx, mail.Message{})

@@ -1,7 +1,8 @@
 // Package semaphore is a counting semaphore in Redis: it bounds how many
 // holders run at once across every process that shares the Redis (the ERP
 // concurrency bound holds whatever the number of workers). Each slot is a
-// lease, so a holder that dies frees its slot when the lease runs out.
+// lease, so a holder that dies frees its slot when the lease runs out. The
+// semaphore is one key, so it works on a Redis Cluster as on one server.
 package semaphore
 
 import (

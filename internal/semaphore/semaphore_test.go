@@ -13,17 +13,19 @@ import (
 	"github.com/onboard-dev/onboard/internal/testenv"
 )
 
+// On one server and on a cluster, as every test here.
 func TestBoundHoldsAcrossClients(t *testing.T) {
 	t.Parallel()
-	r := testenv.StartRedis(t)
+	testenv.EachRedis(t, testBoundHoldsAcrossClients)
+}
+
+func testBoundHoldsAcrossClients(t *testing.T, connect func() redis.UniversalClient) {
 	const limit = 3
 	var inFlight, peak atomic.Int32
 	var wg sync.WaitGroup
 	// Two "processes", each with its own Redis client and many goroutines.
 	for range 2 {
-		c := redis.NewClient(&redis.Options{Addr: r.Addr()})
-		defer c.Close()
-		sem := &semaphore.Semaphore{Client: c, Key: "test:sem", Limit: limit, Lease: 10 * time.Second}
+		sem := &semaphore.Semaphore{Client: connect(), Key: "test:sem", Limit: limit, Lease: 10 * time.Second}
 		for range 10 {
 			wg.Go(func() {
 				release, err := sem.Acquire(context.Background())
@@ -52,9 +54,11 @@ func TestBoundHoldsAcrossClients(t *testing.T) {
 
 func TestDeadHolderFreesSlotAfterLease(t *testing.T) {
 	t.Parallel()
-	r := testenv.StartRedis(t)
-	c := redis.NewClient(&redis.Options{Addr: r.Addr()})
-	defer c.Close()
+	testenv.EachRedis(t, testDeadHolderFreesSlotAfterLease)
+}
+
+func testDeadHolderFreesSlotAfterLease(t *testing.T, connect func() redis.UniversalClient) {
+	c := connect()
 	sem := &semaphore.Semaphore{Client: c, Key: "test:lease", Limit: 1, Lease: 200 * time.Millisecond}
 	if _, err := sem.Acquire(context.Background()); err != nil { // never released: the holder "died"
 		t.Fatal(err)

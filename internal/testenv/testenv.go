@@ -1,7 +1,8 @@
 // Package testenv starts the real services a test needs, isolated to that
 // test: a redis-server of its own on a free loopback port (so tests that run
 // workers on the same queue names never see each other's tasks), stoppable
-// and restartable on the same port to test outages.
+// and restartable on the same port to test outages, and a Redis Cluster of
+// its own.
 package testenv
 
 import (
@@ -51,7 +52,14 @@ func (r *Redis) Start() {
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatalf("testenv: start redis-server: %v", err)
 	}
-	c := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	if err := waitPing(&redis.Options{Addr: r.Addr()}); err != nil {
+		r.t.Fatalf("testenv: %v", err)
+	}
+}
+
+// waitPing waits until the redis-server at opt.Addr answers.
+func waitPing(opt *redis.Options) error {
+	c := redis.NewClient(opt)
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -59,10 +67,10 @@ func (r *Redis) Start() {
 		err := c.Ping(ctx).Err()
 		cancel()
 		if err == nil {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("testenv: redis-server on %s did not answer: %v", r.Addr(), err)
+			return fmt.Errorf("redis-server on %s did not answer: %w", opt.Addr, err)
 		}
 		time.Sleep(20 * time.Millisecond) // polling a starting server, not waiting for work
 	}
