@@ -209,14 +209,23 @@ func NewScheduled(taskType string, slot time.Time) Job {
 // is a vendor's "resend to every pending invitation" (no interval or count
 // policy); without, it is the nightly run over every tenant under each
 // tenant's policy.
+//
+// RequestedAt (a vendor's request) and Slot (the nightly run) say when the
+// run was asked for: a retry of the run skips the invitations emailed since
+// then, which the earlier attempt did. They are a fact of the request, not
+// state. Payloads queued before RequestedAt existed have none; the handler
+// then takes the time the request was recorded in the outbox.
 type InviteResend struct {
-	TenantID   string `json:"tenant_id,omitempty"`
-	AllPending bool   `json:"all_pending,omitempty"`
-	Slot       string `json:"slot,omitempty"`
+	TenantID    string `json:"tenant_id,omitempty"`
+	AllPending  bool   `json:"all_pending,omitempty"`
+	Slot        string `json:"slot,omitempty"`
+	RequestedAt string `json:"requested_at,omitempty"` // RFC 3339, nanoseconds
 }
 
-// NewResendAllPending is one vendor request to resend every pending
-// invitation; requestID keeps two requests apart.
-func NewResendAllPending(tenantID, requestID string) Job {
-	return newJob(TypeInviteResend, TypeInviteResend+":"+tenantID+":"+requestID, InviteResend{TenantID: tenantID, AllPending: true})
+// NewResendAllPending is one vendor request, made at requestedAt, to resend
+// every pending invitation; requestID keeps two requests apart.
+func NewResendAllPending(tenantID, requestID string, requestedAt time.Time) Job {
+	return newJob(TypeInviteResend, TypeInviteResend+":"+tenantID+":"+requestID, InviteResend{
+		TenantID: tenantID, AllPending: true, RequestedAt: requestedAt.UTC().Format(time.RFC3339Nano),
+	})
 }

@@ -39,6 +39,15 @@ func AddOutbox(ctx context.Context, db bun.IDB, tasks ...*OutboxTask) error {
 	return nil
 }
 
+// GetOutboxTask loads the record of one task.
+func GetOutboxTask(ctx context.Context, db bun.IDB, taskID string) (*OutboxTask, error) {
+	ot := new(OutboxTask)
+	if err := db.NewSelect().Model(ot).Where("task_id = ?", taskID).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("outbox task %s: %w", taskID, notFound(err))
+	}
+	return ot, nil
+}
+
 // MarkEnqueued records that Redis holds the tasks.
 func MarkEnqueued(ctx context.Context, db bun.IDB, taskIDs []string, now time.Time) error {
 	if len(taskIDs) == 0 {

@@ -23,6 +23,12 @@ type ResendPolicy struct {
 	// DailyCap is the most emails an invitation gets in 24 hours, whatever
 	// asks for them (RESEND_DAILY_CAP). Zero: no cap.
 	DailyCap int
+	// NotEmailedSince leaves out invitations with an email created (queued)
+	// or sent at or after this time: the time the run was asked for, so a
+	// retry of a run that stopped half-way (a worker killed, its database
+	// connection lost) skips the pages the first attempt already did, whose
+	// emails may be sent by now. Zero: no such check.
+	NotEmailedSince time.Time
 }
 
 // NoResendStatuses are the delivery statuses after which a run does not
@@ -58,13 +64,20 @@ func SendsSince(ctx context.Context, db bun.IDB, tenantID uuid.UUID, invitationI
 // sent (so a re-run of an interrupted resend does not queue a second one).
 func DueForResend(ctx context.Context, db bun.IDB, tenantID uuid.UUID, p ResendPolicy, after uuid.UUID, limit int) ([]*Invitation, error) {
 	var invs []*Invitation
-	q := db.NewSelect().Model(&invs).
-		Where("i.tenant_id = ? AND i.state = ? AND i.id > ?", tenantID, InvitationPending, after).
+	q := dueForResend(db.NewSelect().Model(&invs), tenantID, p).Where("i.id > ?", after)
+	if err := q.Order("i.id").Limit(int64(limit)).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("due for resend: %w", err)
+	}
+	return invs, nil
+}
+
+func dueForResend(q *bun.SelectQuery, tenantID uuid.UUID, p ResendPolicy) *bun.SelectQuery {
+	q = q.Where("i.tenant_id = ? AND i.state = ?", tenantID, InvitationPending).
 		Where("i.send_count > 0").
 		Where("(i.expires_at IS NULL OR i.expires_at > ?)", p.Now.UTC()).
 		Where("EXISTS (SELECT 1 FROM customers c WHERE c.id = i.customer_id AND c.status = ?)", CustomerActive).
-		Where("NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.invitation_id = i.id AND d.state IN (?))", bun.In([]string{DeliveryQueued, DeliverySending}))
-	q = q.Where("i.delivery_status NOT IN (?)", bun.In(NoResendStatuses))
+		Where("NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.invitation_id = i.id AND d.state IN (?))", bun.In([]string{DeliveryQueued, DeliverySending})).
+		Where("i.delivery_status NOT IN (?)", bun.In(NoResendStatuses))
 	if p.MaxSends > 0 {
 		q = q.Where("i.send_count < ?", p.MaxSends)
 	}
@@ -74,19 +87,21 @@ func DueForResend(ctx context.Context, db bun.IDB, tenantID uuid.UUID, p ResendP
 	if !p.SentBefore.IsZero() {
 		q = q.Where("i.last_sent_at <= ?", p.SentBefore.UTC())
 	}
-	if err := q.Order("i.id").Limit(int64(limit)).Scan(ctx); err != nil {
-		return nil, fmt.Errorf("due for resend: %w", err)
+	if !p.NotEmailedSince.IsZero() {
+		q = q.Where("(i.last_sent_at IS NULL OR i.last_sent_at < ?)", p.NotEmailedSince.UTC()).
+			Where("NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.invitation_id = i.id AND d.created_at >= ?)", p.NotEmailedSince.UTC())
 	}
-	return invs, nil
+	return q
 }
 
-// LockForResend takes the invitations, by id, that are still pending with no
-// email queued or being sent, locked FOR UPDATE on Postgres until the
-// transaction ends (SQLite has one writer at a time already). A page read by
-// DueForResend outside the transaction may meet another resend (a second
-// "resend all", the nightly run, an API resend of one address) that queued
+// LockForResend takes the invitations, by id, that are still pending,
+// locked FOR UPDATE on Postgres until the transaction ends (SQLite has one
+// writer at a time already), and returns those the policy still allows to
+// resend. A page read by DueForResend outside the transaction may meet
+// another resend (a second "resend all", the nightly run, an API resend of
+// one address, an earlier attempt of the same run) that queued or sent
 // emails since: those invitations are left out here, so each gets one email.
-func LockForResend(ctx context.Context, tx bun.IDB, tenantID uuid.UUID, ids []uuid.UUID) ([]*Invitation, error) {
+func LockForResend(ctx context.Context, tx bun.IDB, tenantID uuid.UUID, p ResendPolicy, ids []uuid.UUID) ([]*Invitation, error) {
 	var invs []*Invitation
 	if len(ids) == 0 {
 		return invs, nil
@@ -100,19 +115,16 @@ func LockForResend(ctx context.Context, tx bun.IDB, tenantID uuid.UUID, ids []uu
 	if err := q.Scan(ctx); err != nil {
 		return nil, fmt.Errorf("lock invitations for resend: %w", err)
 	}
-	// Checked after the lock: a concurrent resend that queued an email has
-	// committed by now.
-	busy, err := InvitationsWithEmailInFlight(ctx, tx, invs)
-	if err != nil {
-		return nil, err
+	if len(invs) == 0 {
+		return invs, nil
 	}
-	out := invs[:0]
-	for _, inv := range invs {
-		if !busy[inv.ID] {
-			out = append(out, inv)
-		}
+	// Checked again after the lock: a concurrent resend that queued an
+	// email has committed by now, and this statement sees it.
+	var due []*Invitation
+	if err := dueForResend(tx.NewSelect().Model(&due), tenantID, p).Where("i.id IN (?)", bun.In(ids)).Order("i.id").Scan(ctx); err != nil {
+		return nil, fmt.Errorf("lock invitations for resend: %w", err)
 	}
-	return out, nil
+	return due, nil
 }
 
 // ExpireInvitations moves pending invitations past their expiry to expired

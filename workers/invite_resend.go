@@ -2,6 +2,7 @@ package workers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -22,14 +23,25 @@ const resendPageSize = jobs.MaxDeliveriesPerSend
 // handleInviteResend resends pending invitations: every tenant's due ones
 // under its policy (the nightly run), or every pending one of a tenant (a
 // vendor's "resend all"). It pages through the database and never holds more
-// than one page; an interrupted run that is retried skips what it already
-// queued, because an invitation with an email queued is not due.
+// than one page. A run that is retried (its database connection was lost,
+// its worker killed) skips what an earlier attempt did: an invitation with
+// an email queued, or queued or sent since the run was asked for, is not
+// due, though the earlier attempt's emails may be sent by now.
 func (d *Deps) handleInviteResend(ctx context.Context, t *asynq.Task) error {
 	var p jobs.InviteResend
 	if err := jobs.Decode(t, &p); err != nil {
 		return err
 	}
+	since, err := d.resendAskedAt(ctx, p)
+	if err != nil {
+		return err
+	}
 	now := d.now()
+	// The run's own emails must count as emailed since the request also
+	// when this worker's clock is behind the one that stamped it.
+	if now.Before(since) {
+		now = since
+	}
 	var total int
 	if p.TenantID != "" {
 		id, err := uuid.Parse(p.TenantID)
@@ -40,7 +52,8 @@ func (d *Deps) handleInviteResend(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return fmt.Errorf("invite:resend: %v: %w", err, asynq.SkipRetry)
 		}
-		if total, err = d.resendTenant(ctx, tenant, store.ResendPolicy{Now: now, DailyCap: d.ResendDailyCap}, now); err != nil {
+		policy := store.ResendPolicy{Now: now, DailyCap: d.ResendDailyCap, NotEmailedSince: since}
+		if total, err = d.resendTenant(ctx, tenant, policy, now); err != nil {
 			return err
 		}
 	} else {
@@ -56,6 +69,9 @@ func (d *Deps) handleInviteResend(ctx context.Context, t *asynq.Task) error {
 					SentBefore: now.Add(-tenant.ResendInterval()),
 					Now:        now,
 					DailyCap:   d.ResendDailyCap,
+					// The interval alone keeps out what an earlier attempt
+					// sent, but not an email it queued that failed since.
+					NotEmailedSince: since,
 				}
 				n, err := d.resendTenant(ctx, tenant, policy, now)
 				if err != nil {
@@ -72,6 +88,36 @@ func (d *Deps) handleInviteResend(ctx context.Context, t *asynq.Task) error {
 	d.Log.InfoContext(ctx, "resend run queued emails", "emails", total, "tenant_id", p.TenantID, "slot", p.Slot)
 	d.completed(ctx)
 	return nil
+}
+
+// resendAskedAt is when the run was asked for: the vendor's request time, or
+// the nightly slot. A payload queued before it carried its time has the
+// outbox's record of the task instead (recorded with the request, kept a
+// week); with neither, zero: only emails in flight are skipped, as before.
+func (d *Deps) resendAskedAt(ctx context.Context, p jobs.InviteResend) (time.Time, error) {
+	for _, s := range []string{p.RequestedAt, p.Slot} {
+		if s == "" {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("invite:resend: request time %q: %v: %w", s, err, asynq.SkipRetry)
+		}
+		return at, nil
+	}
+	id, ok := asynq.GetTaskID(ctx)
+	if !ok {
+		return time.Time{}, nil
+	}
+	ot, err := store.GetOutboxTask(ctx, d.DB, id)
+	if errors.Is(err, store.ErrNotFound) {
+		d.Log.WarnContext(ctx, "invite:resend: no request time; a retry skips only emails in flight", "task_id", id)
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return ot.CreatedAt, nil
 }
 
 func (d *Deps) resendTenant(ctx context.Context, tenant *store.Tenant, policy store.ResendPolicy, now time.Time) (int, error) {
@@ -92,7 +138,7 @@ func (d *Deps) resendTenant(ctx context.Context, tenant *store.Tenant, policy st
 		var queued []jobs.Job
 		var due []*store.Invitation
 		err = d.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-			if due, err = store.LockForResend(ctx, tx, tenant.ID, ids); err != nil {
+			if due, err = store.LockForResend(ctx, tx, tenant.ID, policy, ids); err != nil {
 				return err
 			}
 			queued, err = invite.QueueEmails(ctx, tx, tenant.ID, due, now)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -145,7 +147,8 @@ func TestResendAllPendingAndTheOldLinkStopsWorking(t *testing.T) {
 	}
 	firstLink := f.fake.Messages()[0].Text
 	// "Resend all" ignores the interval: the invitation was sent just now.
-	f.run(t, jobs.NewResendAllPending(f.tenant.ID.String(), "req-1"))
+	f.deps.Now = func() time.Time { return t0.Add(time.Minute) }
+	f.run(t, jobs.NewResendAllPending(f.tenant.ID.String(), "req-1", t0.Add(time.Minute)))
 	var ds []*store.Delivery
 	if err := f.db.NewSelect().Model(&ds).Where("state = ?", store.DeliveryQueued).Scan(ctx); err != nil {
 		t.Fatal(err)
@@ -209,7 +212,7 @@ func TestResendRunsRespectTheDailyCap(t *testing.T) {
 	if _, err := f.db.NewUpdate().Model((*store.Delivery)(nil)).Set("created_at = ?", now.Add(-30*time.Hour)).Where("invitation_id = ?", earlier.ID).Exec(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	f.run(t, jobs.NewResendAllPending(f.tenant.ID.String(), "run-1"))
+	f.run(t, jobs.NewResendAllPending(f.tenant.ID.String(), "run-1", now))
 	if got := f.queuedFor(t); len(got) != 1 || got[earlier.ID] != 1 {
 		t.Fatalf("queued for %v, want only %s (emailed yesterday), not %s (emailed today)", got, earlier.ID, today.ID)
 	}
@@ -234,7 +237,7 @@ func TestConcurrentResendRunsQueueOneEmailEach(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {
-			if err := f.runTask(t, jobs.NewResendAllPending(f.tenant.ID.String(), uuid.NewString())); err != nil {
+			if err := f.runTask(t, jobs.NewResendAllPending(f.tenant.ID.String(), uuid.NewString(), now)); err != nil {
 				t.Error(err)
 			}
 		})
@@ -254,5 +257,159 @@ func TestConcurrentResendRunsQueueOneEmailEach(t *testing.T) {
 	n, err := f.db.NewSelect().Model((*store.Delivery)(nil)).Where("state = ?", store.DeliveryQueued).Count(context.Background())
 	if err != nil || n != 300 {
 		t.Fatalf("%d queued resend emails, want 300: %v", n, err)
+	}
+}
+
+// manySent stores n pending invitations of active customers, each emailed
+// once at sentAt, in a few statements; it returns their ids in id order.
+func (f *fixture) manySent(t *testing.T, n int, sentAt time.Time) []uuid.UUID {
+	t.Helper()
+	ctx := context.Background()
+	cs := make([]*store.Customer, n)
+	for i := range cs {
+		cs[i] = &store.Customer{ID: uuid.Must(uuid.NewV7()), TenantID: f.tenant.ID, CompanyName: fmt.Sprint("Co ", i), Status: store.CustomerActive,
+			AccountNumbers: []string{fmt.Sprint("M", i)}, CreatedAt: sentAt, UpdatedAt: sentAt}
+	}
+	if err := store.InsertCustomers(ctx, f.db, cs); err != nil {
+		t.Fatal(err)
+	}
+	invs := make([]*store.Invitation, n)
+	ds := make([]*store.Delivery, n)
+	ids := make([]uuid.UUID, n)
+	for i, c := range cs {
+		email := fmt.Sprintf("m%d@example.com", i)
+		invs[i] = &store.Invitation{ID: uuid.Must(uuid.NewV7()), TenantID: f.tenant.ID, CustomerID: c.ID, Email: email, EmailNormalized: email,
+			State: store.InvitationPending, DeliveryStatus: store.DeliverySent, SendCount: 1, LastSentAt: sentAt,
+			ExpiresAt: sentAt.Add(f.tenant.InviteTTL()), CreatedAt: sentAt, UpdatedAt: sentAt}
+		ids[i] = invs[i].ID
+		ds[i] = store.NewInvitationDelivery(invs[i], sentAt)
+		ds[i].State, ds[i].SentAt = store.DeliverySent, sentAt
+	}
+	if err := store.InsertInvitations(ctx, f.db, invs); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.InsertDeliveries(ctx, f.db, ds); err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(ids, func(a, b uuid.UUID) int { return strings.Compare(a.String(), b.String()) })
+	return ids
+}
+
+// A resend run that fails half-way (its database connection lost while it
+// waits on a row lock of its second page, or its worker killed) is retried
+// by asynq from the first page. The emails of the first attempt's pages
+// have gone out (or failed) in between, so they are no longer "in flight":
+// the retry must still not queue a second email to those invitations.
+func TestRetriedResendRunQueuesNoSecondEmail(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		job  func(f *fixture, at time.Time) jobs.Job
+		// what becomes of the first page's emails before the retry
+		outcome func(t *testing.T, f *fixture, ds []*store.Delivery)
+	}{
+		{"resend all pending, first page sent",
+			func(f *fixture, at time.Time) jobs.Job {
+				return jobs.NewResendAllPending(f.tenant.ID.String(), "req-1", at)
+			},
+			func(t *testing.T, f *fixture, ds []*store.Delivery) {
+				if err := f.process(t, ds...); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{"nightly run, first page refused by SendGrid",
+			func(f *fixture, at time.Time) jobs.Job { return jobs.NewScheduled(jobs.TypeInviteResend, at) },
+			func(t *testing.T, f *fixture, ds []*store.Delivery) {
+				ids := make([]uuid.UUID, len(ds))
+				for i, d := range ds {
+					ids[i] = d.ID
+				}
+				if err := store.FailDeliveries(context.Background(), f.db, ids, "personalizations.0.to: Does not contain a valid address.", f.deps.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, storetest.NewPostgres(t))
+			withDispatcher(t, f)
+			ctx := context.Background()
+			asked := t0.Add(10 * 24 * time.Hour)
+			ids := f.manySent(t, 1500, asked.Add(-4*24*time.Hour))
+			now := asked
+			f.deps.Now = func() time.Time { return now }
+			job := tc.job(f, asked)
+
+			// Another transaction holds a row of the second page.
+			tx, err := f.db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			if err := tx.NewSelect().Model((*store.Invitation)(nil)).Column("id").Where("id = ?", ids[1200]).For("UPDATE").Scan(ctx, new(uuid.UUID)); err != nil {
+				t.Fatal(err)
+			}
+			runCtx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() {
+				task, _ := jobs.Build(job.Type, job.ID, job.Payload)
+				mux := asynq.NewServeMux()
+				workers.Register(mux, f.deps)
+				done <- mux.ProcessTask(runCtx, task)
+			}()
+			testenv.Eventually(t, time.Minute, "the first page queued", func() bool { return len(f.queuedFor(t)) == 1000 })
+			cancel() // the attempt dies waiting on the lock of page 2
+			if err := <-done; err == nil {
+				t.Fatal("the interrupted attempt succeeded")
+			}
+			var page1 []*store.Delivery
+			if err := f.db.NewSelect().Model(&page1).Where("state = ?", store.DeliveryQueued).Scan(ctx); err != nil || len(page1) != 1000 {
+				t.Fatalf("%d queued after the first attempt, %v", len(page1), err)
+			}
+			now = asked.Add(10 * time.Minute)
+			tc.outcome(t, f, page1)
+			if err := tx.Rollback(); err != nil {
+				t.Fatal(err)
+			}
+
+			now = asked.Add(20 * time.Minute)
+			if err := f.runTask(t, job); err != nil { // asynq's retry: the same task
+				t.Fatal(err)
+			}
+			var rows []struct {
+				InvitationID uuid.UUID `bun:"invitation_id"`
+				N            int       `bun:"n"`
+			}
+			if err := f.db.NewSelect().Model((*store.Delivery)(nil)).Column("invitation_id").ColumnExpr("count(*) AS n").
+				Where("created_at >= ?", asked).Group("invitation_id").Scan(ctx, &rows); err != nil {
+				t.Fatal(err)
+			}
+			twice := 0
+			for _, r := range rows {
+				if r.N > 1 {
+					twice++
+				}
+			}
+			if twice > 0 || len(rows) != 1500 {
+				t.Fatalf("%d of 1500 invitations got a second email from the retried run; %d got one at all", twice, len(rows))
+			}
+		})
+	}
+}
+
+// A "resend all" queued before its payload carried the request time is
+// still run.
+func TestResendAllPendingPayloadWithoutRequestTime(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	withDispatcher(t, f)
+	now := t0.Add(10 * 24 * time.Hour)
+	f.deps.Now = func() time.Time { return now }
+	inv := f.sentInvitation(t, "1", "old@example.com", store.CustomerActive, now.Add(-time.Hour), 1)
+	old := jobs.Job{Type: jobs.TypeInviteResend, ID: jobs.TypeInviteResend + ":" + f.tenant.ID.String() + ":req-old",
+		Payload: []byte(`{"tenant_id":"` + f.tenant.ID.String() + `","all_pending":true}`)}
+	f.run(t, old)
+	if got := f.queuedFor(t); len(got) != 1 || got[inv.ID] != 1 {
+		t.Fatalf("queued %v, want one email to %s", got, inv.ID)
 	}
 }

@@ -265,7 +265,7 @@ func (s *Server) resendInvitations(w http.ResponseWriter, r *http.Request) error
 	case req.AllPending && len(req.Emails) > 0:
 		return invalid("emails", "send either emails or all_pending, not both")
 	case req.AllPending:
-		job := jobs.NewResendAllPending(tenant.ID.String(), uuid.NewString())
+		job := jobs.NewResendAllPending(tenant.ID.String(), uuid.NewString(), now)
 		if err := outbox.Record(r.Context(), s.DB, tenant.ID, now, job); err != nil {
 			return err
 		}
