@@ -140,8 +140,11 @@ func LeasedDeliveries(ctx context.Context, db bun.IDB, ids []uuid.UUID, now time
 }
 
 // MarkDeliveriesSent records the provider's acceptance of the deliveries and
-// counts the send on their invitations.
-func MarkDeliveriesSent(ctx context.Context, db bun.IDB, ids []uuid.UUID, messageID string, now time.Time) error {
+// counts the send on their invitations. expiresAt, when not zero, is the
+// expiry the emails announce: it becomes the invitations' expiry now that the
+// emails are out, and not before (a send that fails or waits must not bring
+// an expired link back to life).
+func MarkDeliveriesSent(ctx context.Context, db bun.IDB, ids []uuid.UUID, messageID string, expiresAt, now time.Time) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -157,14 +160,17 @@ func MarkDeliveriesSent(ctx context.Context, db bun.IDB, ids []uuid.UUID, messag
 	if err != nil {
 		return fmt.Errorf("mark deliveries sent: %w", err)
 	}
-	_, err = db.NewUpdate().Model((*Invitation)(nil)).ModelTableExpr("invitations").
+	q := db.NewUpdate().Model((*Invitation)(nil)).ModelTableExpr("invitations").
 		Set("send_count = send_count + 1").
 		Set("last_sent_at = ?", now.UTC()).
 		Set("delivery_status = ?", DeliverySent).
 		Set("delivery_error = ''").
 		Set("updated_at = ?", now.UTC()).
-		Where("id IN (SELECT invitation_id FROM deliveries WHERE id IN (?))", bun.In(ids)).
-		Exec(ctx)
+		Where("id IN (SELECT invitation_id FROM deliveries WHERE id IN (?))", bun.In(ids))
+	if !expiresAt.IsZero() {
+		q = q.Set("expires_at = ?", expiresAt.UTC())
+	}
+	_, err = q.Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("count sends: %w", err)
 	}

@@ -12,10 +12,11 @@ import (
 // ResendPolicy selects the pending invitations a resend run picks up.
 type ResendPolicy struct {
 	// MaxSends is the most emails an invitation gets, the first one included
-	// (a tenant's resend_max resends plus the first send). Zero: no limit.
+	// (a tenant's resend_max resends plus the first send), counting the ones
+	// that failed. Zero: no limit.
 	MaxSends int
-	// SentBefore picks invitations last sent at or before this time (the
-	// tenant's interval ago). Zero: any.
+	// SentBefore picks invitations last sent, and last attempted, at or
+	// before this time (the tenant's interval ago). Zero: any.
 	SentBefore time.Time
 	// Now excludes invitations already past their expiry (they are expired
 	// by the expiry sweep, not reminded).
@@ -59,9 +60,10 @@ func SendsSince(ctx context.Context, db bun.IDB, tenantID uuid.UUID, invitationI
 }
 
 // DueForResend returns a page (keyset on id) of the tenant's pending
-// invitations that the policy allows to resend: the customer is active, the
-// link has not expired, and no email of the invitation is queued or being
-// sent (so a re-run of an interrupted resend does not queue a second one).
+// invitations that the policy allows to resend: emailed before, or their
+// email failed; the customer is active, the link has not expired, and no
+// email of the invitation is queued or being sent (so a re-run of an
+// interrupted resend does not queue a second one).
 func DueForResend(ctx context.Context, db bun.IDB, tenantID uuid.UUID, p ResendPolicy, after uuid.UUID, limit int) ([]*Invitation, error) {
 	var invs []*Invitation
 	q := dueForResend(db.NewSelect().Model(&invs), tenantID, p).Where("i.id > ?", after)
@@ -73,19 +75,32 @@ func DueForResend(ctx context.Context, db bun.IDB, tenantID uuid.UUID, p ResendP
 
 func dueForResend(q *bun.SelectQuery, tenantID uuid.UUID, p ResendPolicy) *bun.SelectQuery {
 	q = q.Where("i.tenant_id = ? AND i.state = ?", tenantID, InvitationPending).
-		Where("i.send_count > 0").
+		// Emailed before, or asked to be and the email failed (SendGrid
+		// refused it, or was down through all its retries): both are
+		// waiting for the contact. A `saved` invitation was never asked to
+		// be sent and is not pending.
+		Where("(i.send_count > 0 OR i.delivery_status = ?)", DeliveryFailed).
 		Where("(i.expires_at IS NULL OR i.expires_at > ?)", p.Now.UTC()).
 		Where("EXISTS (SELECT 1 FROM customers c WHERE c.id = i.customer_id AND c.status = ?)", CustomerActive).
 		Where("NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.invitation_id = i.id AND d.state IN (?))", bun.In([]string{DeliveryQueued, DeliverySending})).
 		Where("i.delivery_status NOT IN (?)", bun.In(NoResendStatuses))
 	if p.MaxSends > 0 {
-		q = q.Where("i.send_count < ?", p.MaxSends)
+		// A failed attempt uses up a resend as a sent email does, so an
+		// address SendGrid refuses (invalid, or on its block list) is tried
+		// at most MaxSends times and not every night for as long as the
+		// invitation lives. A failure is not told apart by its cause: after
+		// an outage longer than invite:send's retries the same rule gives
+		// the contact MaxSends-1 more tries, which is what we want there.
+		q = q.Where("i.send_count + (SELECT COUNT(*) FROM deliveries d WHERE d.invitation_id = i.id AND d.state = ?) < ?", DeliveryFailed, p.MaxSends)
 	}
 	if p.DailyCap > 0 {
 		q = q.Where("(SELECT COUNT(*) FROM deliveries d WHERE d.invitation_id = i.id AND d.created_at > ?) < ?", p.Now.Add(-24*time.Hour).UTC(), p.DailyCap)
 	}
 	if !p.SentBefore.IsZero() {
-		q = q.Where("i.last_sent_at <= ?", p.SentBefore.UTC())
+		// The interval runs from the last attempt, sent or not: an
+		// invitation whose email failed has no last_sent_at.
+		q = q.Where("(i.last_sent_at IS NULL OR i.last_sent_at <= ?)", p.SentBefore.UTC()).
+			Where("NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.invitation_id = i.id AND d.created_at > ?)", p.SentBefore.UTC())
 	}
 	if !p.NotEmailedSince.IsZero() {
 		q = q.Where("(i.last_sent_at IS NULL OR i.last_sent_at < ?)", p.NotEmailedSince.UTC()).

@@ -409,7 +409,7 @@ func TestEarlierLinksRetireWhenTheNewEmailIsSent(t *testing.T) {
 				}
 				return
 			}
-			if err := store.MarkDeliveriesSent(ctx, db, []uuid.UUID{d.ID}, "m", t0); err != nil {
+			if err := store.MarkDeliveriesSent(ctx, db, []uuid.UUID{d.ID}, "m", time.Time{}, t0); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -459,7 +459,7 @@ func TestDeliveryClaimLease(t *testing.T) {
 		if err != nil || len(got) != 1 || got[0].Attempts != 2 {
 			t.Fatalf("takeover: %v %v", got, err)
 		}
-		if err := store.MarkDeliveriesSent(ctx, db, ids, "msg-1", t0.Add(2*time.Minute)); err != nil {
+		if err := store.MarkDeliveriesSent(ctx, db, ids, "msg-1", time.Time{}, t0.Add(2*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := store.ClaimDeliveries(ctx, db, ids, time.Minute, t0.Add(time.Hour)); len(got) != 0 {

@@ -8,6 +8,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
@@ -68,7 +69,7 @@ func (d *Deps) handleImportReport(ctx context.Context, t *asynq.Task) error {
 	res, err := d.Mailer.Send(ctx, msg)
 	switch {
 	case err == nil:
-		if err := store.MarkDeliveriesSent(context.WithoutCancel(ctx), d.DB, []uuid.UUID{del.ID}, res.MessageID, d.now()); err != nil {
+		if err := store.MarkDeliveriesSent(context.WithoutCancel(ctx), d.DB, []uuid.UUID{del.ID}, res.MessageID, time.Time{}, d.now()); err != nil {
 			return err
 		}
 		d.completed(ctx)

@@ -396,3 +396,20 @@ func TestRetriedResendRunQueuesNoSecondEmail(t *testing.T) {
 		})
 	}
 }
+
+// A "resend all" queued before its payload carried the request time is
+// still run.
+func TestResendAllPendingPayloadWithoutRequestTime(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	withDispatcher(t, f)
+	now := t0.Add(10 * 24 * time.Hour)
+	f.deps.Now = func() time.Time { return now }
+	inv := f.sentInvitation(t, "1", "old@example.com", store.CustomerActive, now.Add(-time.Hour), 1)
+	old := jobs.Job{Type: jobs.TypeInviteResend, ID: jobs.TypeInviteResend + ":" + f.tenant.ID.String() + ":req-old",
+		Payload: []byte(`{"tenant_id":"` + f.tenant.ID.String() + `","all_pending":true}`)}
+	f.run(t, old)
+	if got := f.queuedFor(t); len(got) != 1 || got[inv.ID] != 1 {
+		t.Fatalf("queued %v, want one email to %s", got, inv.ID)
+	}
+}

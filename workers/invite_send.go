@@ -99,10 +99,11 @@ func (d *Deps) handleInviteSend(ctx context.Context, t *asynq.Task) error {
 type recipient struct {
 	delivery *store.Delivery
 	perso    mail.Personalization
+	expires  time.Time // the expiry the email announces
 }
 
-// prepareInvitations loads what the emails need, mints a fresh link for each
-// sendable delivery and extends its invitation's expiry. Deliveries that must
+// prepareInvitations loads what the emails need and mints a fresh link, with
+// the expiry it will have once sent, for each sendable delivery. Deliveries that must
 // not go out (revoked, accepted, customer blacklisted) come back as skipped,
 // grouped by reason.
 func (d *Deps) prepareInvitations(ctx context.Context, tenant *store.Tenant, claimed []*store.Delivery, now time.Time) ([]recipient, map[string][]uuid.UUID, error) {
@@ -161,20 +162,14 @@ func (d *Deps) prepareInvitations(ctx context.Context, tenant *store.Tenant, cla
 		return nil, skipped, nil
 	}
 
+	// The expiry the email announces; it becomes the invitation's only once
+	// the email is recorded sent (MarkDeliveriesSent): a send that fails or
+	// waits leaves the expiry, and so the contact's current link, as it was.
 	expires := now.Add(tenant.InviteTTL()).UTC()
 	var tokens map[uuid.UUID]string
 	err := d.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		var err error
-		if tokens, err = store.IssueTokens(ctx, tx, sendable, now); err != nil {
-			return err
-		}
-		ids := make([]uuid.UUID, len(sendable))
-		for i, dl := range sendable {
-			ids[i] = dl.InvitationID.UUID
-		}
-		_, err = tx.NewUpdate().Model((*store.Invitation)(nil)).ModelTableExpr("invitations").
-			Set("expires_at = ?", expires).Set("updated_at = ?", now.UTC()).
-			Where("id IN (?)", bun.In(ids)).Exec(ctx)
+		tokens, err = store.IssueTokens(ctx, tx, sendable, now)
 		return err
 	})
 	if err != nil {
@@ -191,6 +186,7 @@ func (d *Deps) prepareInvitations(ctx context.Context, tenant *store.Tenant, cla
 		}
 		batch = append(batch, recipient{
 			delivery: dl,
+			expires:  expires,
 			perso: mail.Personalization{
 				To: mail.Address{Email: inv.Email, Name: templates.HeaderSafe(name)},
 				Substitutions: templates.InvitationSubstitutions(templates.Recipient{
@@ -235,7 +231,8 @@ func (d *Deps) sendBatch(ctx context.Context, tenantID uuid.UUID, email template
 	switch {
 	case err == nil:
 		// Record with a context that outlives the task's: the email is out.
-		if err := store.MarkDeliveriesSent(context.WithoutCancel(ctx), d.DB, ids, res.MessageID, now); err != nil {
+		// One expiry for the batch: prepareInvitations stamps them all alike.
+		if err := store.MarkDeliveriesSent(context.WithoutCancel(ctx), d.DB, ids, res.MessageID, batch[0].expires, now); err != nil {
 			return err
 		}
 		d.Metrics.Invitations(batch[0].delivery.TenantID, metrics.InvitationSent, len(ids))

@@ -748,7 +748,7 @@ func TestResendCapPerInvitationPerDay(t *testing.T) {
 		if _, err := store.ClaimDeliveries(ctx, e.db, []uuid.UUID{ds[0].ID}, time.Minute, e.now); err != nil {
 			t.Fatal(err)
 		}
-		if err := store.MarkDeliveriesSent(ctx, e.db, []uuid.UUID{ds[0].ID}, "m", e.now); err != nil {
+		if err := store.MarkDeliveriesSent(ctx, e.db, []uuid.UUID{ds[0].ID}, "m", time.Time{}, e.now); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -90,7 +90,7 @@ func (e *env) sentInvitation(key, account, email string) (tenant, inv, delivery 
 	if _, err := store.ClaimDeliveries(ctx, e.db, []uuid.UUID{d.ID}, time.Minute, e.now); err != nil {
 		e.t.Fatal(err)
 	}
-	if err := store.MarkDeliveriesSent(ctx, e.db, []uuid.UUID{d.ID}, "msg-1", e.now); err != nil {
+	if err := store.MarkDeliveriesSent(ctx, e.db, []uuid.UUID{d.ID}, "msg-1", time.Time{}, e.now); err != nil {
 		e.t.Fatal(err)
 	}
 	return d.TenantID.String(), inv, d.ID.String()
