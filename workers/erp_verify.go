@@ -99,6 +99,13 @@ func (d *Deps) handleERPReverify(ctx context.Context, t *asynq.Task) error {
 	if err := jobs.Decode(t, &p); err != nil {
 		return err
 	}
+	if d.ERP == nil {
+		// Without an ERP every customer would be marked "error" each night
+		// (compose leaves ERP_URL empty unless set); there is nothing to check.
+		d.Log.InfoContext(ctx, "erp re-verification skipped: no ERP is configured (ERP_URL)", "slot", p.Slot)
+		d.completed(ctx)
+		return nil
+	}
 	stale := d.ERPStaleAfter
 	if stale <= 0 {
 		stale = 30 * 24 * time.Hour
