@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"archive/zip"
 	"bufio"
 	"context"
 	"encoding/json"
@@ -60,19 +61,7 @@ func BenchmarkImport(b *testing.B) {
 		rowsRate := excelizeRows(b, xlsxPath, rows)
 		readerRate := importerReads(b, xlsxPath, rows)
 
-		insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: s.redis.Addr()})
-		defer insp.Close()
-		s.start("api", "api")
-		s.start("worker", "worker")
-		// Pause sending: the queue exists once something was enqueued to it.
-		client := asynq.NewClient(asynq.RedisClientOpt{Addr: s.redis.Addr()})
-		defer client.Close()
-		if _, err := client.Enqueue(asynq.NewTask("bench:noop", nil), asynq.Queue(jobs.QueueCritical), asynq.ProcessIn(time.Hour)); err != nil {
-			b.Fatal(err)
-		}
-		if err := insp.PauseQueue(jobs.QueueCritical); err != nil {
-			b.Fatal(err)
-		}
+		s.startWithSendingPaused(b)
 
 		b.StartTimer()
 		csvElapsed := s.timedImport(b, s.newTenant("CSV Tenant"), csvPath, rows)
@@ -96,6 +85,114 @@ func BenchmarkImport(b *testing.B) {
 		b.ReportMetric(float64(rss)/(1<<20), "worker_peak_rss_MiB")
 		b.Logf("%d rows: COPY %.0f rows/s; schema floor %.0f rows/s; CSV import %.0f rows/s (%.3f of COPY, %.2f of the schema floor, %s); excelize Rows() %.0f rows/s; importer's XLSX reader %.0f rows/s (%.2f of Rows()); XLSX import %.0f rows/s (%.3f of Rows(), %s); worker peak RSS %.0f MiB after the CSV, %.0f MiB after both",
 			rows, copyRate, floorRate, csvRate, csvRate/copyRate, csvRate/floorRate, csvElapsed.Round(time.Millisecond), rowsRate, readerRate, readerRate/rowsRate, xlsxRate, xlsxRate/rowsRate, xlsxElapsed.Round(time.Millisecond), float64(csvRSS)/(1<<20), float64(rss)/(1<<20))
+	}
+}
+
+// startWithSendingPaused starts the api and the worker with the critical
+// queue paused, so that an import is measured, not SendGrid.
+func (s *system) startWithSendingPaused(b *testing.B) {
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: s.redis.Addr()})
+	defer insp.Close()
+	s.start("api", "api")
+	s.start("worker", "worker")
+	// The queue exists once something was enqueued to it.
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: s.redis.Addr()})
+	defer client.Close()
+	if _, err := client.Enqueue(asynq.NewTask("bench:noop", nil), asynq.Queue(jobs.QueueCritical), asynq.ProcessIn(time.Hour)); err != nil {
+		b.Fatal(err)
+	}
+	if err := insp.PauseQueue(jobs.QueueCritical); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkImportSharedStrings imports a workbook laid out as Excel saves
+// one: every text cell a reference into the shared strings table (which
+// excelize indexes in memory), where BenchmarkImport's workbook has inline
+// strings. It reports the worker's peak RSS, the figure that grows with
+// such a file.
+func BenchmarkImportSharedStrings(b *testing.B) {
+	rows := 100_000
+	if v := os.Getenv("BENCH_IMPORT_ROWS"); v != "" {
+		rows, _ = strconv.Atoi(v)
+	}
+	path := filepath.Join(b.TempDir(), "customers.xlsx")
+	writeSharedStringsXLSX(b, path, rows)
+	for range b.N {
+		b.StopTimer()
+		s := newSystemB(b, "LOG_LEVEL=warn", "IMPORT_MAX_MB=500", "IMPORT_UNZIP_MAX_MB=4096")
+		s.run("migrate")
+		s.startWithSendingPaused(b)
+		idle := peakRSS(b, s.procs["worker"].Process.Pid)
+		b.StartTimer()
+		elapsed := s.timedImport(b, s.newTenant("Excel Tenant"), path, rows)
+		b.StopTimer()
+		rss := peakRSS(b, s.procs["worker"].Process.Pid)
+		b.ReportMetric(float64(rows)/elapsed.Seconds(), "import_rows/s")
+		b.ReportMetric(float64(rss)/(1<<20), "worker_peak_rss_MiB")
+		b.Logf("%d rows, shared strings: import %.0f rows/s (%s); worker peak RSS %.0f MiB (%.0f MiB before the import)",
+			rows, float64(rows)/elapsed.Seconds(), elapsed.Round(time.Millisecond), float64(rss)/(1<<20), float64(idle)/(1<<20))
+	}
+}
+
+// writeSharedStringsXLSX writes the bench rows the way Excel stores them:
+// account numbers as numbers, every text cell an index into
+// xl/sharedStrings.xml (three unique strings a row, as emails and last
+// names are here).
+func writeSharedStringsXLSX(b *testing.B, path string, rows int) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	z := zip.NewWriter(f)
+	part := func(name, body string) {
+		w, err := z.Create(name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.WriteString(w, body)
+	}
+	const xmlHead = `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>`
+	part("[Content_Types].xml", xmlHead+`<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/><Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/><Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/></Types>`)
+	part("_rels/.rels", xmlHead+`<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>`)
+	part("xl/workbook.xml", xmlHead+`<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets><sheet name="Customers" sheetId="1" r:id="rId1"/></sheets></workbook>`)
+	part("xl/_rels/workbook.xml.rels", xmlHead+`<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/><Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/></Relationships>`)
+	w, err := z.Create("xl/worksheets/sheet1.xml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	bw := bufio.NewWriter(w)
+	// Strings 0-3 are the header, 4 is "Pat"; row i's email and last name
+	// are 5+2i and 6+2i.
+	fmt.Fprint(bw, xmlHead+`<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c><c r="C1" t="s"><v>2</v></c><c r="D1" t="s"><v>3</v></c></row>`)
+	for i := range rows {
+		n := i + 2
+		fmt.Fprintf(bw, `<row r="%d"><c r="A%d"><v>%d</v></c><c r="B%d" t="s"><v>%d</v></c><c r="C%d" t="s"><v>4</v></c><c r="D%d" t="s"><v>%d</v></c></row>`, n, n, 1_000_000+i, n, 5+2*i, n, n, 6+2*i)
+	}
+	fmt.Fprint(bw, `</sheetData></worksheet>`)
+	if err := bw.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	w, err = z.Create("xl/sharedStrings.xml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	bw = bufio.NewWriter(w)
+	fmt.Fprintf(bw, xmlHead+`<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" uniqueCount="%d">`, 5+2*rows)
+	for _, t := range []string{"Account Number", "Customer Email", "Customer First Name", "Customer Last Name", "Pat"} {
+		fmt.Fprintf(bw, `<si><t>%s</t></si>`, t)
+	}
+	for i := range rows {
+		r := benchRow(i)
+		fmt.Fprintf(bw, `<si><t>%s</t></si><si><t>%s</t></si>`, r[1], r[3])
+	}
+	fmt.Fprint(bw, `</sst>`)
+	if err := bw.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := z.Close(); err != nil {
+		b.Fatal(err)
 	}
 }
 
