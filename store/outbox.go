@@ -13,7 +13,9 @@ import (
 // acts on. The API enqueues it right after commit; if Redis was unreachable
 // then, or lost the task later, the scheduler's sweep enqueues it again. The
 // task id is derived from the work, so a second enqueue of a task that is
-// still in Redis is refused by asynq instead of running twice.
+// still in Redis is refused by asynq instead of running twice. The table's
+// reruns column is the sweep's alone (TakeRerun) and not in the model, so
+// that inserts and selects work on a database not yet migrated to it.
 type OutboxTask struct {
 	bun.BaseModel `bun:"table:outbox,alias:o"`
 
@@ -72,6 +74,25 @@ func MarkCompleted(ctx context.Context, db bun.IDB, taskID string, now time.Time
 		return fmt.Errorf("mark completed: %w", err)
 	}
 	return nil
+}
+
+// TakeRerun records, if the task has been rerun fewer than max times, that
+// the sweep is about to move it from archived back to pending: one rerun
+// more, and enqueued now (so the sweep looks at it again after its Stale).
+// It reports false, changing nothing, when the task had its max reruns.
+func TakeRerun(ctx context.Context, db bun.IDB, taskID string, max int, now time.Time) (bool, error) {
+	res, err := db.NewUpdate().Model((*OutboxTask)(nil)).ModelTableExpr("outbox").
+		Set("reruns = reruns + 1").
+		Set("enqueued_at = ?", now.UTC()).
+		Where("task_id = ? AND completed_at IS NULL AND reruns < ?", taskID, max).Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("take rerun: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("take rerun: %w", err)
+	}
+	return n == 1, nil
 }
 
 // OutboxNotEnqueued returns up to limit tasks recorded at or before `before` and

@@ -497,11 +497,26 @@ func TestOutbox(t *testing.T) {
 		if err != nil || len(un) != 1 {
 			t.Fatalf("unfinished: %v %v", un, err)
 		}
+		// Reruns of an archived task: two allowed, the third refused; each
+		// moves the time the sweep looks at it again.
+		for i, want := range []bool{true, true, false} {
+			now := t0.Add(time.Duration(i+1) * time.Hour)
+			ok, err := store.TakeRerun(ctx, db, task.TaskID, 2, now)
+			if err != nil || ok != want {
+				t.Fatalf("rerun %d: %v %v, want %v", i+1, ok, err, want)
+			}
+		}
+		if un, _ := store.OutboxUnfinished(ctx, db, t0.Add(2*time.Hour), "", 10); len(un) != 1 || !un[0].EnqueuedAt.Equal(t0.Add(2*time.Hour)) {
+			t.Fatalf("after two reruns: %+v", un)
+		}
 		if err := store.MarkCompleted(ctx, db, task.TaskID, t0); err != nil {
 			t.Fatal(err)
 		}
-		if un, _ := store.OutboxUnfinished(ctx, db, t0.Add(time.Minute), "", 10); len(un) != 0 {
+		if un, _ := store.OutboxUnfinished(ctx, db, t0.Add(3*time.Hour), "", 10); len(un) != 0 {
 			t.Fatal("completed task unfinished")
+		}
+		if ok, err := store.TakeRerun(ctx, db, task.TaskID, 10, t0); err != nil || ok {
+			t.Fatalf("rerun of a completed task: %v %v", ok, err)
 		}
 		if n, err := store.PurgeCompletedOutbox(ctx, db, t0.Add(time.Second)); err != nil || n != 1 {
 			t.Fatalf("purge: %d %v", n, err)

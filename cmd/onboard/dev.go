@@ -179,8 +179,8 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return fmt.Errorf("dev: re-enqueue unfinished work: %w", err)
 	}
-	if r.Enqueued+r.Recovered > 0 {
-		env.log.Info("dev: re-enqueued unfinished work from the last run", "enqueued", r.Enqueued, "recovered", r.Recovered)
+	if r.Enqueued+r.Recovered+r.Rerun > 0 {
+		env.log.Info("dev: re-enqueued unfinished work from the last run", "enqueued", r.Enqueued, "recovered", r.Recovered, "rerun", r.Rerun)
 	}
 	// One process, one registry: /metrics shows the workers' sends too.
 	m := metrics.New()

@@ -447,6 +447,64 @@ func TestRedisDownWhileAPIAcceptsThenUp(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "the delivery to be recorded sent", func() bool { return s.deliveryStates(t)["sent"] == 1 })
 }
 
+// TestTaskArchivedOnTheDashboardStillSends is the reproduction from the
+// security review: an operator archives the pending invite:send of a Save
+// and Invite on the dashboard (its HTTP API, as a script would call it).
+// The scheduler's outbox sweep finds the work unfinished and runs the task
+// again: the invitation email goes out, once, and the invitation has its
+// send and its expiry.
+func TestTaskArchivedOnTheDashboardStillSends(t *testing.T) {
+	t.Parallel()
+	s := newSystem(t, "MONITOR_USER=ops", "MONITOR_PASSWORD=archive-pw-41c2",
+		"OUTBOX_SWEEP_SCHEDULE=@every 1s", "OUTBOX_GRACE=0s", "OUTBOX_STALE=1s")
+	s.run("migrate")
+	key := s.newTenant("Archive Co")
+	s.start("api", "api")
+	invID := s.inviteCustomer(key, "88", "archived@customer.example.com")
+
+	// No worker runs yet: the task is pending when the operator archives it.
+	req, _ := http.NewRequest("POST", s.apiURL+"/monitor/api/queues/critical/pending_tasks:archive_all", nil)
+	req.SetBasicAuth("ops", "archive-pw-41c2")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"archived":1`) {
+		t.Fatalf("archive on the dashboard: %d %s", resp.StatusCode, body)
+	}
+
+	s.start("scheduler", "scheduler")
+	s.start("worker", "worker")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	msgs, err := s.sendgrid.WaitForMessages(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msgs[0].To != "archived@customer.example.com" {
+		t.Fatalf("email to %s", msgs[0].To)
+	}
+	testenv.Eventually(t, 30*time.Second, "the send recorded and its outbox row completed", func() bool {
+		n, _ := s.db.NewSelect().Model((*store.OutboxTask)(nil)).Where("task_type = ? AND completed_at IS NULL", "invite:send").Count(context.Background())
+		return s.deliveryStates(t)["sent"] == 1 && n == 0
+	})
+	if !strings.Contains(s.logs["scheduler"].String(), "rerun=1") {
+		t.Errorf("the scheduler's log does not say it ran the archived task again:\n%s", s.logs["scheduler"].String())
+	}
+	var inv store.Invitation
+	if err := s.db.NewSelect().Model(&inv).Where("id = ?", invID).Scan(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if inv.State != store.InvitationPending || inv.SendCount != 1 || inv.ExpiresAt.IsZero() {
+		t.Fatalf("invitation %+v, want pending, sent once, with an expiry", inv)
+	}
+	if n := len(s.sendgrid.Messages()); n != 1 {
+		t.Fatalf("%d emails, want 1", n)
+	}
+}
+
 func TestCommandsHelpAndErrors(t *testing.T) {
 	t.Parallel()
 	for _, sub := range [][]string{{"dev"}, {"api"}, {"worker"}, {"scheduler"}, {"migrate"}, {"tenant", "create"}, {"tenant", "policy"}} {

@@ -71,11 +71,11 @@ func startScheduler(ctx context.Context, env *environment, cfg *config.Config, d
 	if _, err := c.AddFunc(cfg.OutboxSweepSchedule, func() {
 		r, err := dispatcher.Sweep(ctx, outbox.SweepOptions{Grace: cfg.OutboxGrace, Stale: cfg.OutboxStale, KeepCompleted: 7 * 24 * time.Hour})
 		if err != nil {
-			env.log.Warn("outbox sweep", "err", err, "enqueued", r.Enqueued, "recovered", r.Recovered)
+			env.log.Warn("outbox sweep", "err", err, "enqueued", r.Enqueued, "recovered", r.Recovered, "rerun", r.Rerun)
 			return
 		}
-		if r.Enqueued+r.Recovered+r.Abandoned > 0 {
-			env.log.Info("outbox sweep", "enqueued", r.Enqueued, "recovered", r.Recovered, "abandoned", r.Abandoned, "purged", r.Purged)
+		if r.Enqueued+r.Recovered+r.Rerun+r.Stuck+r.Abandoned > 0 {
+			env.log.Info("outbox sweep", "enqueued", r.Enqueued, "recovered", r.Recovered, "rerun", r.Rerun, "stuck", r.Stuck, "abandoned", r.Abandoned, "purged", r.Purged)
 		}
 	}); err != nil {
 		return nil, err

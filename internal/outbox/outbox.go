@@ -1,8 +1,9 @@
 // Package outbox owns "commit, then enqueue": jobs are recorded in the same
 // database transaction as the state they act on, enqueued to asynq right
 // after the commit, and swept into Redis again by the scheduler when the
-// enqueue did not happen (Redis down at that moment) or Redis lost the task.
-// Task ids are derived from the work, so enqueueing twice never runs twice.
+// enqueue did not happen (Redis down at that moment), when Redis lost the
+// task, or when the task was archived with its work unfinished. Task ids
+// are derived from the work, so enqueueing twice never runs twice.
 package outbox
 
 import (
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -40,6 +42,7 @@ func Record(ctx context.Context, db bun.IDB, tenantID uuid.UUID, now time.Time, 
 // Inspector is the part of asynq.Inspector the sweep needs.
 type Inspector interface {
 	GetTaskInfo(queue, id string) (*asynq.TaskInfo, error)
+	RunTask(queue, id string) error
 }
 
 // Dispatcher enqueues recorded jobs.
@@ -102,11 +105,17 @@ func (d *Dispatcher) enqueue(ctx context.Context, taskType, taskID string, paylo
 // SweepResult counts what one sweep did.
 type SweepResult struct {
 	Enqueued  int // recorded, never enqueued, now enqueued
-	Recovered int // enqueued once, lost by Redis, enqueued again
-	Abandoned int // archived by asynq after its last retry: marked completed
+	Recovered int // enqueued once, gone from Redis (lost, or deleted on the dashboard), enqueued again
+	Rerun     int // archived with its work unfinished: moved back to pending
+	Stuck     int // archived with its work unfinished after MaxReruns: left to an operator
+	Abandoned int // archived after its handler gave up for good (SkipRetry): marked completed
 	Unreached int // still not enqueued (Redis down)
 	Purged    int64
 }
+
+// DefaultMaxReruns is how many times the sweep runs an archived task again
+// when SweepOptions.MaxReruns is zero.
+const DefaultMaxReruns = 3
 
 // SweepOptions tune a sweep.
 type SweepOptions struct {
@@ -118,15 +127,22 @@ type SweepOptions struct {
 	Stale time.Duration
 	// KeepCompleted is how long completed rows stay for inspection.
 	KeepCompleted time.Duration
-	PageSize      int
+	// MaxReruns bounds how many times one task is run again after being
+	// archived with its work unfinished (0: DefaultMaxReruns).
+	MaxReruns int
+	PageSize  int
 }
 
 // Sweep enqueues what was committed and not enqueued, re-enqueues what Redis
-// lost, and purges old completed rows. It pages through the outbox.
+// lost, runs again what was archived with its work unfinished, and purges
+// old completed rows. It pages through the outbox.
 func (d *Dispatcher) Sweep(ctx context.Context, o SweepOptions) (SweepResult, error) {
 	var r SweepResult
 	if o.PageSize <= 0 {
 		o.PageSize = 500
+	}
+	if o.MaxReruns <= 0 {
+		o.MaxReruns = DefaultMaxReruns
 	}
 	now := d.now()
 	for {
@@ -171,13 +187,14 @@ func (d *Dispatcher) Sweep(ctx context.Context, o SweepOptions) (SweepResult, er
 				r.Recovered++
 			case err != nil:
 				return r, fmt.Errorf("outbox sweep: inspect %s: %w", row.TaskID, err)
-			case info.State == asynq.TaskStateArchived, info.State == asynq.TaskStateCompleted:
-				// The handler records its own failure; this only stops watching.
+			case info.State == asynq.TaskStateCompleted:
+				// The handler's own mark was lost; this only stops watching.
 				if err := store.MarkCompleted(ctx, d.DB, row.TaskID, now); err != nil {
 					return r, err
 				}
-				if info.State == asynq.TaskStateArchived {
-					r.Abandoned++
+			case info.State == asynq.TaskStateArchived:
+				if err := d.archived(ctx, row, info, o.MaxReruns, now, &r); err != nil {
+					return r, err
 				}
 			}
 		}
@@ -194,4 +211,65 @@ func (d *Dispatcher) Sweep(ctx context.Context, o SweepOptions) (SweepResult, er
 		r.Purged = n
 	}
 	return r, nil
+}
+
+// archived settles an archived task whose outbox row is unfinished.
+//
+// Every handler marks its task's row completed when it records the outcome
+// of the work, done or failed for good (a failed delivery, a failed import,
+// an ERP error), before it returns. So an unfinished row means the database
+// holds no outcome: the task was archived by hand on the dashboard while it
+// was pending, scheduled or waiting for a retry, or asynq archived it after a
+// last attempt that recorded nothing (the database unreachable, the worker
+// killed). Either way the work is owed: the task goes back to pending under
+// its own id (asynq keeps its payload and retry count), and its handler,
+// which reloads everything, does what is left and nothing twice. Archiving
+// is therefore no way to stop work; revoking an invitation is (the send
+// then finds nothing to send and records that).
+//
+// Two exceptions keep a task archived. A handler that gave up with
+// asynq.SkipRetry (a payload it cannot read) would give up again: the row
+// is marked completed and the task counted as abandoned. And a task is run
+// again at most maxReruns times, so a task whose every attempt dies (a file
+// that kills the worker) is not run forever: after that it stays archived
+// with its row unfinished, which keeps it in the outbox backlog metric and
+// in the sweep's log (every Stale) until an operator, once the cause is
+// fixed or the invitation revoked, runs it from the dashboard: its handler
+// then records the outcome.
+func (d *Dispatcher) archived(ctx context.Context, row *store.OutboxTask, info *asynq.TaskInfo, maxReruns int, now time.Time, r *SweepResult) error {
+	if strings.Contains(info.LastErr, asynq.SkipRetry.Error()) {
+		if err := store.MarkCompleted(ctx, d.DB, row.TaskID, now); err != nil {
+			return err
+		}
+		r.Abandoned++
+		d.Log.WarnContext(ctx, "outbox sweep: an archived task's handler gave up for good; left archived",
+			"task_type", row.TaskType, "task_id", row.TaskID, "last_error", info.LastErr)
+		return nil
+	}
+	ok, err := store.TakeRerun(ctx, d.DB, row.TaskID, maxReruns, now)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		// Looked at again after the sweep's Stale, not at every sweep.
+		if err := store.MarkEnqueued(ctx, d.DB, []string{row.TaskID}, now); err != nil {
+			return err
+		}
+		r.Stuck++
+		d.Log.ErrorContext(ctx, "outbox sweep: an archived task's work is unfinished and it was run again the most times; left archived for an operator: run it from the dashboard once the cause is fixed",
+			"task_type", row.TaskType, "task_id", row.TaskID, "queue", row.Queue, "reruns", maxReruns, "retried", info.Retried, "last_error", info.LastErr)
+		return nil
+	}
+	if err := d.Inspector.RunTask(row.Queue, row.TaskID); err != nil {
+		// Run or deleted on the dashboard meanwhile: not archived any more,
+		// and what is gone the next sweep enqueues again.
+		if cur, ierr := d.Inspector.GetTaskInfo(row.Queue, row.TaskID); errors.Is(ierr, asynq.ErrTaskNotFound) || (ierr == nil && cur.State != asynq.TaskStateArchived) {
+			return nil
+		}
+		return fmt.Errorf("outbox sweep: run archived %s again: %w", row.TaskID, err)
+	}
+	r.Rerun++
+	d.Log.InfoContext(ctx, "outbox sweep: an archived task's work is unfinished; running it again",
+		"task_type", row.TaskType, "task_id", row.TaskID, "retried", info.Retried, "max_retry", info.MaxRetry, "last_error", info.LastErr)
+	return nil
 }
