@@ -49,8 +49,11 @@ func (d *Deps) handleInviteResend(ctx context.Context, t *asynq.Task) error {
 			return fmt.Errorf("invite:resend: tenant id: %v: %w", err, asynq.SkipRetry)
 		}
 		tenant, err := store.TenantByID(ctx, d.DB, id)
-		if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("invite:resend: %v: %w", err, asynq.SkipRetry)
+		}
+		if err != nil {
+			return fmt.Errorf("invite:resend: %w", err) // the database: asynq retries
 		}
 		policy := store.ResendPolicy{Now: now, DailyCap: d.ResendDailyCap, NotEmailedSince: since}
 		if total, err = d.resendTenant(ctx, tenant, policy, now); err != nil {

@@ -70,8 +70,12 @@ func (d *Deps) handleInviteSend(ctx context.Context, t *asynq.Task) error {
 		return nil
 	}
 	tenant, err := store.TenantByID(ctx, d.DB, tenantID)
-	if err != nil {
+	if errors.Is(err, store.ErrNotFound) {
 		return d.giveUp(ctx, claimed, fmt.Sprintf("tenant: %v", err), err)
+	}
+	if err != nil {
+		// The database, not the tenant: try again later.
+		return d.retryLater(ctx, claimed, err)
 	}
 	batch, skipped, err := d.prepareInvitations(ctx, tenant, claimed, now)
 	if err != nil {

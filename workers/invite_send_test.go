@@ -483,3 +483,33 @@ func TestWaitingForTheProbeKeepsTheLiveLink(t *testing.T) {
 		t.Errorf("the live link is not the first email's: %+v %v", tokens, err)
 	}
 }
+
+// A database error while loading the tenant is the database's, not the
+// emails': the send is retried and its deliveries stay queued, where a
+// tenant that is gone fails them for good.
+func TestTenantLookupErrorRetriesTheSend(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	d := f.pendingDelivery(t, "100", "jane@example.com", store.CustomerActive)
+	ctx := context.Background()
+	// The tenants table unreadable for a moment, as in a failover.
+	if _, err := f.db.ExecContext(ctx, "ALTER TABLE tenants RENAME TO tenants_away"); err != nil {
+		t.Fatal(err)
+	}
+	err := f.process(t, d)
+	if err == nil || errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("tenant lookup failing: %v, want an error asynq retries", err)
+	}
+	if got := f.state(t, d.ID); got.State != store.DeliveryQueued {
+		t.Fatalf("delivery %s after a database error, want queued", got.State)
+	}
+	if _, err := f.db.ExecContext(ctx, "ALTER TABLE tenants_away RENAME TO tenants"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.process(t, d); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.state(t, d.ID); got.State != store.DeliverySent || len(f.fake.Messages()) != 1 {
+		t.Fatalf("delivery %s, %d emails after the database came back", got.State, len(f.fake.Messages()))
+	}
+}
