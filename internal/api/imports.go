@@ -9,6 +9,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -163,10 +164,21 @@ func (s *Server) readUpload(w http.ResponseWriter, r *http.Request) (*upload, er
 	return u, nil
 }
 
+// uploadOptions are the form fields an upload may carry besides "file".
+var uploadOptions = []string{"dry_run", "validate_erp", "notify_email", "sheet"}
+
 func (s *Server) readPart(part *multipart.Part, u *upload, limit int64) error {
 	defer part.Close()
 	name := part.FormName()
 	if name != "file" {
+		// Only the options are read, each once: a form of many other
+		// fields is refused at the first one instead of being kept.
+		if !slices.Contains(uploadOptions, name) {
+			return badRequest(name, fmt.Sprintf("unknown form field %q; the fields are file, %s", name, strings.Join(uploadOptions, ", ")))
+		}
+		if _, dup := u.opts[name]; dup {
+			return badRequest(name, fmt.Sprintf("form field %q is sent twice", name))
+		}
 		// A short text field; anything longer is not an option of ours.
 		b, err := io.ReadAll(io.LimitReader(part, 1025))
 		if err != nil {
