@@ -53,6 +53,11 @@ func (d *Deps) handleERPVerify(ctx context.Context, t *asynq.Task) error {
 	result := store.ERPResult{Status: store.ERPVerified}
 	for _, number := range c.AccountNumbers {
 		acct, err := d.lookup(ctx, number)
+		if err != nil && !errors.Is(err, erp.ErrNotFound) {
+			// The customer gets the reason; the log gets the cause, which
+			// may name the ERP's address.
+			d.Log.WarnContext(ctx, "erp lookup failed", "tenant_id", c.TenantID, "customer_id", c.ID, "err", erp.Detail(err))
+		}
 		switch {
 		case errors.Is(err, erp.ErrNotFound):
 			return d.recordERP(ctx, c, store.ERPResult{Status: store.ERPNotFound, Error: fmt.Sprintf("account %s is not known to the ERP", number)}, nil)
@@ -73,7 +78,7 @@ func (d *Deps) lookup(ctx context.Context, number string) (erp.Account, error) {
 	if d.ERPLimiter != nil {
 		release, err := d.ERPLimiter.Acquire(ctx)
 		if err != nil {
-			return erp.Account{}, &erp.Error{Reason: "waiting for an ERP slot: " + err.Error(), Temporary: true}
+			return erp.Account{}, &erp.Error{Reason: "no ERP request slot could be taken", Temporary: true, Err: err}
 		}
 		defer release()
 	}

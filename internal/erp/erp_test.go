@@ -80,3 +80,38 @@ func TestLoadAccountsCSV(t *testing.T) {
 		}
 	}
 }
+
+// A failed lookup's message is shown to the tenant (on the customer, on the
+// import): it names the kind of failure, never the ERP's address or its
+// answer; Detail, for the log, has both.
+func TestLookupErrorsDoNotNameTheERP(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	slow := erp.NewSimulator([]erp.Account{{Number: "1"}})
+	slow.SetLatency(time.Second)
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "upstream db-7.corp.internal:5432 is down", http.StatusBadGateway)
+	}))
+	defer failing.Close()
+	for _, tc := range []struct {
+		url, want string
+		client    *http.Client
+	}{
+		{closed.URL, "erp: ERP unreachable (connection refused)", nil},
+		{serve(t, slow), "erp: ERP unreachable (timeout)", &http.Client{Timeout: 50 * time.Millisecond}},
+		{"http://erp.invalid", "erp: ERP unreachable (its host name does not resolve)", nil},
+		{failing.URL, "erp: HTTP 502: the ERP failed to answer", nil},
+	} {
+		_, err := erp.NewREST(tc.url, "", tc.client).LookupAccount(ctx, "1")
+		if err == nil || err.Error() != tc.want || !erp.IsTemporary(err) {
+			t.Errorf("%s: %v, want %q (temporary)", tc.url, err, tc.want)
+			continue
+		}
+		host := strings.TrimPrefix(tc.url, "http://")
+		if detail := erp.Detail(err); !strings.Contains(detail, host) && !strings.Contains(detail, "db-7.corp.internal") {
+			t.Errorf("%s: Detail %q names neither the ERP nor its answer", tc.url, detail)
+		}
+	}
+}
