@@ -16,9 +16,9 @@ import (
 	"github.com/onboard-dev/onboard/store"
 )
 
-// AccountVerifier looks an account number up in the vendor's ERP.
+// AccountVerifier looks an account number of a tenant up in the ERP.
 type AccountVerifier interface {
-	LookupAccount(ctx context.Context, number string) (erp.Account, error)
+	LookupAccount(ctx context.Context, tenantID uuid.UUID, number string) (erp.Account, error)
 }
 
 // Limiter bounds concurrent ERP requests across every worker process.
@@ -52,7 +52,7 @@ func (d *Deps) handleERPVerify(ctx context.Context, t *asynq.Task) error {
 	}
 	result := store.ERPResult{Status: store.ERPVerified}
 	for _, number := range c.AccountNumbers {
-		acct, err := d.lookup(ctx, number)
+		acct, err := d.lookup(ctx, c.TenantID, number)
 		if err != nil && !errors.Is(err, erp.ErrNotFound) {
 			// The customer gets the reason; the log gets the cause, which
 			// may name the ERP's address.
@@ -74,7 +74,7 @@ func (d *Deps) handleERPVerify(ctx context.Context, t *asynq.Task) error {
 }
 
 // lookup asks the ERP within the shared concurrency bound.
-func (d *Deps) lookup(ctx context.Context, number string) (erp.Account, error) {
+func (d *Deps) lookup(ctx context.Context, tenantID uuid.UUID, number string) (erp.Account, error) {
 	if d.ERPLimiter != nil {
 		release, err := d.ERPLimiter.Acquire(ctx)
 		if err != nil {
@@ -82,7 +82,7 @@ func (d *Deps) lookup(ctx context.Context, number string) (erp.Account, error) {
 		}
 		defer release()
 	}
-	return d.ERP.LookupAccount(ctx, number)
+	return d.ERP.LookupAccount(ctx, tenantID, number)
 }
 
 func (d *Deps) recordERP(ctx context.Context, c *store.Customer, r store.ERPResult, stop error) error {

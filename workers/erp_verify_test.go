@@ -84,6 +84,11 @@ func TestERPVerifyOutcomes(t *testing.T) {
 		t.Fatalf("after the ERP came back: %s", got.ERPStatus)
 	}
 
+	// Every lookup named the customer's tenant to the ERP (X-Onboard-Tenant).
+	if seen := sim.TenantRequests(); len(seen) != 1 || seen[f.tenant.ID.String()] != sim.Requests() {
+		t.Fatalf("the ERP saw tenants %v in %d requests, want %s on each", seen, sim.Requests(), f.tenant.ID)
+	}
+
 	// No ERP configured: recorded, no retry.
 	f.deps.ERP = nil
 	if err := f.verify(t, newCust("1")); err == nil {

@@ -665,7 +665,7 @@ func (d *Deps) verifyImportAccounts(ctx context.Context, im *store.Import, out [
 		wg.Add(1)
 		go func() {
 			defer func() { <-slots; wg.Done() }()
-			acct, err := d.lookup(ctx, number)
+			acct, err := d.lookup(ctx, im.TenantID, number)
 			results[i] = result{acct, err}
 			if err != nil && !errors.Is(err, erp.ErrNotFound) {
 				stopOnce.Do(func() {

@@ -8,6 +8,7 @@
 //
 //	GET {ERP_URL}/accounts/{account_number}
 //	Authorization: Bearer {ERP_TOKEN}
+//	X-Onboard-Tenant: {tenant id}
 //	Accept: application/json
 //
 //	200 {"account_number":"145722","name":"Blue Yonder Airlines","status":"active","price_tier":"gold"}
@@ -17,6 +18,12 @@
 //
 // The account number is one path segment, escaped. Response bodies over
 // 1 MiB are refused.
+//
+// One deployment talks to one ERP endpoint, with one token, for every
+// tenant. X-Onboard-Tenant names the tenant (vendor) the lookup is for, on
+// every request: an endpoint that several vendors share must answer from
+// that vendor's accounts only (and 404 for another's), or one vendor could
+// verify another's account numbers.
 package erp
 
 import (
@@ -32,7 +39,12 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/google/uuid"
 )
+
+// TenantHeader carries the id of the tenant a lookup is for.
+const TenantHeader = "X-Onboard-Tenant"
 
 // Account is what the ERP knows of an account number.
 type Account struct {
@@ -101,13 +113,14 @@ func NewREST(baseURL, token string, httpClient *http.Client) *REST {
 
 const maxBody = 1 << 20
 
-// LookupAccount asks the ERP for one account.
-func (c *REST) LookupAccount(ctx context.Context, number string) (Account, error) {
+// LookupAccount asks the ERP for one account of a tenant.
+func (c *REST) LookupAccount(ctx context.Context, tenantID uuid.UUID, number string) (Account, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.baseURL+"/accounts/"+url.PathEscape(number), nil)
 	if err != nil {
 		return Account{}, &Error{Reason: "the ERP request cannot be made (check ERP_URL)", Err: err}
 	}
 	req.Header.Set("Accept", "application/json")
+	req.Header.Set(TenantHeader, tenantID.String())
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
