@@ -55,6 +55,7 @@ type serverOptions struct {
 	webhookKey *ecdsa.PublicKey
 	rateLimit  api.RateLimiter
 	metrics    *metrics.Metrics
+	metricsKey string
 	resendCap  int
 	timeout    time.Duration
 	log        io.Writer
@@ -95,6 +96,7 @@ func newEnvWith(t *testing.T, db *bun.DB, configure func(*serverOptions)) *env {
 		WebhookKey:     o.webhookKey,
 		RateLimit:      o.rateLimit,
 		Metrics:        o.metrics,
+		MetricsToken:   o.metricsKey,
 		ResendDailyCap: o.resendCap,
 		RequestTimeout: o.timeout,
 	}

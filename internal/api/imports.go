@@ -41,7 +41,7 @@ type importView struct {
 	Type        string         `json:"type"`
 	Status      string         `json:"status"`
 	Filename    string         `json:"filename"`
-	Format      string         `json:"format"`
+	Format      *string        `json:"format"` // null: neither CSV nor XLSX (the import fails)
 	SizeBytes   int64          `json:"size_bytes"`
 	Sheet       string         `json:"sheet,omitempty"`
 	DryRun      bool           `json:"dry_run"`
@@ -79,8 +79,12 @@ func viewImport(im *store.Import) importView {
 		p.Percent = min(99, im.ProcessedRows*100/im.TotalRows)
 	}
 	self := "/v1/imports/" + im.ID.String()
+	var format *string
+	if im.Format != "" {
+		format = &im.Format
+	}
 	return importView{
-		ID: im.ID, Type: im.Kind, Status: im.Status, Filename: im.Filename, Format: im.Format, SizeBytes: im.SizeBytes,
+		ID: im.ID, Type: im.Kind, Status: im.Status, Filename: im.Filename, Format: format, SizeBytes: im.SizeBytes,
 		Sheet: im.Sheet, DryRun: im.DryRun, ValidateERP: im.ValidateERP, NotifyEmail: im.NotifyEmail,
 		TotalRows: im.TotalRows, Succeeded: im.Succeeded, Failed: im.Failed, Progress: p, Error: im.Error,
 		CreatedAt: im.CreatedAt, StartedAt: timeOrNil(im.StartedAt), FinishedAt: timeOrNil(im.FinishedAt),
