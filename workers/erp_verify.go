@@ -16,9 +16,9 @@ import (
 	"github.com/onboard-dev/onboard/store"
 )
 
-// AccountVerifier looks an account number up in the vendor's ERP.
+// AccountVerifier looks an account number of a tenant up in the ERP.
 type AccountVerifier interface {
-	LookupAccount(ctx context.Context, number string) (erp.Account, error)
+	LookupAccount(ctx context.Context, tenantID uuid.UUID, number string) (erp.Account, error)
 }
 
 // Limiter bounds concurrent ERP requests across every worker process.
@@ -52,7 +52,12 @@ func (d *Deps) handleERPVerify(ctx context.Context, t *asynq.Task) error {
 	}
 	result := store.ERPResult{Status: store.ERPVerified}
 	for _, number := range c.AccountNumbers {
-		acct, err := d.lookup(ctx, number)
+		acct, err := d.lookup(ctx, c.TenantID, number)
+		if err != nil && !errors.Is(err, erp.ErrNotFound) {
+			// The customer gets the reason; the log gets the cause, which
+			// may name the ERP's address.
+			d.Log.WarnContext(ctx, "erp lookup failed", "tenant_id", c.TenantID, "customer_id", c.ID, "err", erp.Detail(err))
+		}
 		switch {
 		case errors.Is(err, erp.ErrNotFound):
 			return d.recordERP(ctx, c, store.ERPResult{Status: store.ERPNotFound, Error: fmt.Sprintf("account %s is not known to the ERP", number)}, nil)
@@ -69,15 +74,15 @@ func (d *Deps) handleERPVerify(ctx context.Context, t *asynq.Task) error {
 }
 
 // lookup asks the ERP within the shared concurrency bound.
-func (d *Deps) lookup(ctx context.Context, number string) (erp.Account, error) {
+func (d *Deps) lookup(ctx context.Context, tenantID uuid.UUID, number string) (erp.Account, error) {
 	if d.ERPLimiter != nil {
 		release, err := d.ERPLimiter.Acquire(ctx)
 		if err != nil {
-			return erp.Account{}, &erp.Error{Reason: "waiting for an ERP slot: " + err.Error(), Temporary: true}
+			return erp.Account{}, &erp.Error{Reason: "no ERP request slot could be taken", Temporary: true, Err: err}
 		}
 		defer release()
 	}
-	return d.ERP.LookupAccount(ctx, number)
+	return d.ERP.LookupAccount(ctx, tenantID, number)
 }
 
 func (d *Deps) recordERP(ctx context.Context, c *store.Customer, r store.ERPResult, stop error) error {

@@ -2,12 +2,17 @@ package workers_test
 
 import (
 	"context"
+	"log/slog"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 
 	"github.com/onboard-dev/onboard/internal/erp"
+	"github.com/onboard-dev/onboard/internal/testenv"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
 	"github.com/onboard-dev/onboard/store/storetest"
@@ -79,6 +84,11 @@ func TestERPVerifyOutcomes(t *testing.T) {
 		t.Fatalf("after the ERP came back: %s", got.ERPStatus)
 	}
 
+	// Every lookup named the customer's tenant to the ERP (X-Onboard-Tenant).
+	if seen := sim.TenantRequests(); len(seen) != 1 || seen[f.tenant.ID.String()] != sim.Requests() {
+		t.Fatalf("the ERP saw tenants %v in %d requests, want %s on each", seen, sim.Requests(), f.tenant.ID)
+	}
+
 	// No ERP configured: recorded, no retry.
 	f.deps.ERP = nil
 	if err := f.verify(t, newCust("1")); err == nil {
@@ -109,5 +119,53 @@ func TestERPReverifyWithoutAnERPDoesNothing(t *testing.T) {
 	}
 	if got, _ := store.GetCustomer(ctx, f.db, f.tenant.ID, c.ID); got.ERPStatus != store.ERPUnverified {
 		t.Fatalf("customer's ERP status %s", got.ERPStatus)
+	}
+}
+
+// An erp:verify whose last attempt could not reach the ERP records why on
+// the customer, where the tenant reads it, in words that do not name the
+// ERP's address; the worker's log has the address. Run by a real asynq
+// server, which is what tells a handler it is on its last attempt.
+func TestERPVerifyFailureNamesNoAddress(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	var logs testenv.SyncBuffer
+	f.deps.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	f.deps.ERP = erp.NewREST(closed.URL, "", nil)
+	ctx := context.Background()
+	c := &store.Customer{TenantID: f.tenant.ID, CompanyName: "C", AccountNumbers: []string{"145722"}, CreatedAt: t0, UpdatedAt: t0}
+	if err := store.InsertCustomer(ctx, f.db, c); err != nil {
+		t.Fatal(err)
+	}
+
+	opt := asynq.RedisClientOpt{Addr: testenv.StartRedis(t).Addr()}
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { client.Close() })
+	job := jobs.NewERPVerify(f.tenant.ID.String(), c.ID.String(), "test", "k")
+	if _, err := client.Enqueue(asynq.NewTask(job.Type, job.Payload, asynq.TaskID(job.ID), asynq.Queue(jobs.QueueDefault), asynq.MaxRetry(0))); err != nil {
+		t.Fatal(err)
+	}
+	srv := asynq.NewServer(opt, asynq.Config{Concurrency: 1, Queues: jobs.QueueWeights, TaskCheckInterval: 20 * time.Millisecond, Logger: asynqQuiet{}, ShutdownTimeout: time.Second})
+	mux := asynq.NewServeMux()
+	workers.Register(mux, f.deps)
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+
+	var got *store.Customer
+	testenv.Eventually(t, 20*time.Second, "the failure recorded on the customer", func() bool {
+		var err error
+		got, err = store.GetCustomer(ctx, f.db, f.tenant.ID, c.ID)
+		return err == nil && got.ERPStatus == store.ERPError
+	})
+	address := strings.TrimPrefix(closed.URL, "http://")
+	if got.ERPError != "erp: ERP unreachable (connection refused)" || strings.Contains(got.ERPError, address) {
+		t.Fatalf("erp.error %q, want the reason without the ERP's address %s", got.ERPError, address)
+	}
+	if !strings.Contains(logs.String(), address) {
+		t.Fatalf("the log does not name the ERP's address:\n%s", logs.String())
 	}
 }

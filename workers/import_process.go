@@ -437,7 +437,7 @@ func (d *Deps) planBatch(ctx context.Context, tenant *store.Tenant, im *store.Im
 		}
 	}
 	if im.ValidateERP {
-		if err := d.verifyImportAccounts(ctx, out); err != nil {
+		if err := d.verifyImportAccounts(ctx, im, out); err != nil {
 			return nil, err
 		}
 	}
@@ -634,7 +634,7 @@ func invitedByEarlierRow(customerAccounts int) string {
 // ERP, a few at a time: an account the ERP does not know is that row's error;
 // an ERP that cannot answer fails the batch, which is retried from the
 // checkpoint with backoff.
-func (d *Deps) verifyImportAccounts(ctx context.Context, out []*rowOutcome) error {
+func (d *Deps) verifyImportAccounts(ctx context.Context, im *store.Import, out []*rowOutcome) error {
 	if d.ERP == nil {
 		return fmt.Errorf("%w: ERP validation was asked for, but no ERP is configured (ERP_URL)", errImportStopped)
 	}
@@ -665,10 +665,12 @@ func (d *Deps) verifyImportAccounts(ctx context.Context, out []*rowOutcome) erro
 		wg.Add(1)
 		go func() {
 			defer func() { <-slots; wg.Done() }()
-			acct, err := d.lookup(ctx, number)
+			acct, err := d.lookup(ctx, im.TenantID, number)
 			results[i] = result{acct, err}
 			if err != nil && !errors.Is(err, erp.ErrNotFound) {
 				stopOnce.Do(func() {
+					// The import's error gets the reason; the log the cause.
+					d.Log.WarnContext(ctx, "erp lookup failed", "tenant_id", im.TenantID, "import_id", im.ID, "err", erp.Detail(err))
 					stop = fmt.Errorf("ERP lookup of account %s: %w", number, err)
 					cancel() // the batch is retried whole; stop asking
 				})

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 	"github.com/uptrace/bun"
 	"github.com/xuri/excelize/v2"
@@ -443,14 +444,14 @@ type flakyERP struct {
 	failing string
 }
 
-func (e *flakyERP) LookupAccount(ctx context.Context, number string) (erp.Account, error) {
+func (e *flakyERP) LookupAccount(ctx context.Context, tenantID uuid.UUID, number string) (erp.Account, error) {
 	e.mu.Lock()
 	fail := number == e.failing
 	e.mu.Unlock()
 	if fail {
 		return erp.Account{}, &erp.Error{Reason: "ERP timed out", Temporary: true}
 	}
-	return e.AccountVerifier.LookupAccount(ctx, number)
+	return e.AccountVerifier.LookupAccount(ctx, tenantID, number)
 }
 
 // interleavingERP answers every account and, on the first lookup of one, runs
@@ -462,7 +463,7 @@ type interleavingERP struct {
 	hook    func()
 }
 
-func (e *interleavingERP) LookupAccount(_ context.Context, number string) (erp.Account, error) {
+func (e *interleavingERP) LookupAccount(_ context.Context, _ uuid.UUID, number string) (erp.Account, error) {
 	if number == e.account {
 		e.once.Do(e.hook)
 	}
@@ -532,7 +533,8 @@ func TestImportWithERPValidationResumesAfterAFailure(t *testing.T) {
 		}
 		fmt.Fprintf(&csv, "%s,user%d@example.com\n", n, i)
 	}
-	srv := httptest.NewServer(erp.NewSimulator(accounts))
+	sim := erp.NewSimulator(accounts)
+	srv := httptest.NewServer(sim)
 	defer srv.Close()
 	flaky := &flakyERP{AccountVerifier: erp.NewREST(srv.URL, "", nil), failing: "501500"} // row 1002: the second batch
 	f.deps.ERP = flaky
@@ -563,6 +565,10 @@ func TestImportWithERPValidationResumesAfterAFailure(t *testing.T) {
 	c, err := store.CustomerByAccount(context.Background(), f.db, f.tenant.ID, "500000")
 	if err != nil || c.ERPStatus != store.ERPVerified || c.CompanyName != "Company 500000" || c.ERPPriceTier != "silver" {
 		t.Fatalf("customer %+v %v", c, err)
+	}
+	// Every lookup named the import's tenant to the ERP.
+	if seen := sim.TenantRequests(); len(seen) != 1 || seen[f.tenant.ID.String()] < 2500 {
+		t.Fatalf("the ERP saw tenants %v, want %s on every lookup", seen, f.tenant.ID)
 	}
 	n, err := f.db.NewSelect().Table("invitations").Where("import_id = ?", im.ID).Count(context.Background())
 	if err != nil || n != 2250 {

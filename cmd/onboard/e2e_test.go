@@ -549,6 +549,32 @@ func TestCommandsHelpAndErrors(t *testing.T) {
 	}
 }
 
+// A password that makes its URL unparsable (a space, a quote) or that the
+// driver meets is not printed by a command that fails on it.
+func TestStartupErrorsHidePasswords(t *testing.T) {
+	t.Parallel()
+	const password = "SecretPass456"
+	for _, tc := range []struct{ name, value, want string }{
+		{"DATABASE_URL", "postgres://root:Pg " + password + "@127.0.0.1:5432/db", "DATABASE_URL is not a valid URL"},
+		{"DATABASE_URL", `postgres://root:Pg"` + password + "@127.0.0.1:5432/db", "DATABASE_URL is not a valid URL"},
+		{"DATABASE_URL", "postgres://root:it's-" + password + "@127.0.0.1:1/db", "connect"},
+		{"DATABASE_URL", "postgres://root:" + password + "@127.0.0.1:5432/db?connect_timeout=x", "connect_timeout"},
+		{"REDIS_URL", "redis://:Pg " + password + "@127.0.0.1:6379/0", "REDIS_URL is not a valid URL"},
+		{"REDIS_URL", `redis://:Pg"` + password + "@127.0.0.1:6379/0", "REDIS_URL is not a valid URL"},
+		{"REDIS_URL", "rediss://default:it's " + password + "@127.0.0.1:6379/0", "REDIS_URL is not a valid URL"},
+	} {
+		cmd := exec.Command(binary, "migrate")
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), tc.name + "=" + tc.value}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		line := strings.TrimSpace(stderr.String())
+		if err == nil || !strings.Contains(line, tc.want) || strings.Contains(line, password) {
+			t.Errorf("%s=%q: err %v, stderr %q: want an error about %q without the password", tc.name, tc.value, err, line, tc.want)
+		}
+	}
+}
+
 // A database that was never migrated: the processes start and say so,
 // /readyz answers 503 naming the cause until `onboard migrate` has run, and
 // the tenant commands say what to run instead of a raw SQL error.

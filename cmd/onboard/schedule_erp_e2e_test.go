@@ -97,4 +97,12 @@ func TestERPConcurrencyBoundAcrossTwoWorkers(t *testing.T) {
 	if code != 200 || body["erp"].(map[string]any)["status"] != "verified" || len(body["features"].([]any)) != 4 {
 		t.Fatalf("customer: %v", body)
 	}
+	// Every request named the tenant, for an ERP shared by several vendors.
+	tenant, err := store.TenantByAPIKey(context.Background(), s.db, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen := sim.TenantRequests(); len(seen) != 1 || seen[tenant.ID.String()] != sim.Requests() {
+		t.Fatalf("the ERP saw tenants %v in %d requests, want %s on each", seen, sim.Requests(), tenant.ID)
+	}
 }

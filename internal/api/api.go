@@ -226,7 +226,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	}
 	if s.Ready != nil {
 		if err := s.Ready(ctx); err != nil {
-			notReady("redis", "unreachable", err)
+			reason := "unreachable"
+			var nr *NotReady
+			if errors.As(err, &nr) {
+				reason = nr.Reason
+			}
+			notReady("redis", reason, err)
 		}
 	}
 	if len(down) > 0 {

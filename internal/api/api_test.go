@@ -18,8 +18,11 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/onboard-dev/onboard/internal/api"
 	"github.com/onboard-dev/onboard/internal/metrics"
@@ -52,9 +55,11 @@ type serverOptions struct {
 	webhookKey *ecdsa.PublicKey
 	rateLimit  api.RateLimiter
 	metrics    *metrics.Metrics
+	metricsKey string
 	resendCap  int
 	timeout    time.Duration
 	log        io.Writer
+	ready      func(context.Context) error // instead of a PING of the test's Redis
 }
 
 func newEnvWith(t *testing.T, db *bun.DB, configure func(*serverOptions)) *env {
@@ -77,17 +82,21 @@ func newEnvWith(t *testing.T, db *bun.DB, configure func(*serverOptions)) *env {
 	}
 	log := slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e := &env{t: t, db: db, inspector: insp, now: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
+	if o.ready == nil {
+		o.ready = func(context.Context) error { return client.Ping() }
+	}
 	s := &api.Server{
 		DB:             db,
 		Dispatcher:     &outbox.Dispatcher{DB: db, Client: client, Log: log, EnqueueTimeout: 500 * time.Millisecond},
 		Log:            log,
 		Now:            func() time.Time { return e.now },
-		Ready:          func(context.Context) error { return client.Ping() },
+		Ready:          o.ready,
 		MaxBodyBytes:   4096,
 		MaxUploadBytes: o.maxUpload,
 		WebhookKey:     o.webhookKey,
 		RateLimit:      o.rateLimit,
 		Metrics:        o.metrics,
+		MetricsToken:   o.metricsKey,
 		ResendDailyCap: o.resendCap,
 		RequestTimeout: o.timeout,
 	}
@@ -803,5 +812,39 @@ func TestReadyzSaysWhenTheDatabaseIsNotMigrated(t *testing.T) {
 	}
 	if r := e.call("", "GET", "/readyz", ""); r.code != 200 {
 		t.Fatalf("readyz after a positive answer: %d %s", r.code, r.raw)
+	}
+}
+
+// /readyz answers anyone: it names what is down with a fixed reason, and the
+// driver's errors (addresses, user and database names) go to the log only.
+func TestReadyzTellsWhatIsDownNotWhy(t *testing.T) {
+	t.Parallel()
+	cfg, err := pgx.ParseConfig(storetest.PostgresURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Database = "onboard_no_such_database"
+	db := bun.NewDB(stdlib.OpenDB(*cfg), pgdialect.New())
+	t.Cleanup(func() { db.Close() })
+	var logs testenv.SyncBuffer
+	e := newEnvWith(t, db, func(o *serverOptions) { o.redisDown = true; o.log = &logs })
+	r := e.call("", "GET", "/readyz", "")
+	if want := `{"down":{"database":"unreachable","redis":"unreachable"},"status":"unavailable"}` + "\n"; r.code != 503 || r.raw != want {
+		t.Fatalf("readyz: %d %s, want 503 %s", r.code, r.raw, want)
+	}
+	for _, detail := range []string{"onboard_no_such_database", "connection refused"} {
+		if !strings.Contains(logs.String(), detail) {
+			t.Errorf("the log does not say %q:\n%s", detail, logs.String())
+		}
+	}
+	// A check's reason that names nothing internal (a Redis Cluster's
+	// state) is answered as it is.
+	cluster := newEnvWith(t, storetest.NewPostgres(t), func(o *serverOptions) {
+		o.ready = func(context.Context) error {
+			return fmt.Errorf("cluster info: %w", &api.NotReady{Reason: "redis cluster state is fail (some slots have no reachable master)"})
+		}
+	})
+	if r := cluster.call("", "GET", "/readyz", ""); r.code != 503 || !strings.Contains(r.raw, `"redis":"redis cluster state is fail (some slots have no reachable master)"`) {
+		t.Fatalf("readyz with the cluster down: %d %s", r.code, r.raw)
 	}
 }

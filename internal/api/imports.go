@@ -9,6 +9,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,7 +41,7 @@ type importView struct {
 	Type        string         `json:"type"`
 	Status      string         `json:"status"`
 	Filename    string         `json:"filename"`
-	Format      string         `json:"format"`
+	Format      *string        `json:"format"` // null: neither CSV nor XLSX (the import fails)
 	SizeBytes   int64          `json:"size_bytes"`
 	Sheet       string         `json:"sheet,omitempty"`
 	DryRun      bool           `json:"dry_run"`
@@ -78,8 +79,12 @@ func viewImport(im *store.Import) importView {
 		p.Percent = min(99, im.ProcessedRows*100/im.TotalRows)
 	}
 	self := "/v1/imports/" + im.ID.String()
+	var format *string
+	if im.Format != "" {
+		format = &im.Format
+	}
 	return importView{
-		ID: im.ID, Type: im.Kind, Status: im.Status, Filename: im.Filename, Format: im.Format, SizeBytes: im.SizeBytes,
+		ID: im.ID, Type: im.Kind, Status: im.Status, Filename: im.Filename, Format: format, SizeBytes: im.SizeBytes,
 		Sheet: im.Sheet, DryRun: im.DryRun, ValidateERP: im.ValidateERP, NotifyEmail: im.NotifyEmail,
 		TotalRows: im.TotalRows, Succeeded: im.Succeeded, Failed: im.Failed, Progress: p, Error: im.Error,
 		CreatedAt: im.CreatedAt, StartedAt: timeOrNil(im.StartedAt), FinishedAt: timeOrNil(im.FinishedAt),
@@ -163,10 +168,21 @@ func (s *Server) readUpload(w http.ResponseWriter, r *http.Request) (*upload, er
 	return u, nil
 }
 
+// uploadOptions are the form fields an upload may carry besides "file".
+var uploadOptions = []string{"dry_run", "validate_erp", "notify_email", "sheet"}
+
 func (s *Server) readPart(part *multipart.Part, u *upload, limit int64) error {
 	defer part.Close()
 	name := part.FormName()
 	if name != "file" {
+		// Only the options are read, each once: a form of many other
+		// fields is refused at the first one instead of being kept.
+		if !slices.Contains(uploadOptions, name) {
+			return badRequest(name, fmt.Sprintf("unknown form field %q; the fields are file, %s", name, strings.Join(uploadOptions, ", ")))
+		}
+		if _, dup := u.opts[name]; dup {
+			return badRequest(name, fmt.Sprintf("form field %q is sent twice", name))
+		}
 		// A short text field; anything longer is not an option of ours.
 		b, err := io.ReadAll(io.LimitReader(part, 1025))
 		if err != nil {

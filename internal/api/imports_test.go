@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,4 +237,66 @@ func TestImportErrorLogDownloads(t *testing.T) {
 	if r := e.call(key, "GET", "/v1/imports/"+id.String()+"/errors?format=pdf", ""); r.code != 400 {
 		t.Fatalf("format=pdf: %d", r.code)
 	}
+}
+
+// An upload's form holds the file and a few options: a field of any other
+// name is refused at once (naming it and the fields there are), before the
+// rest of the form is read, so a form of many fields costs the API nothing.
+func TestImportUploadRefusesUnknownFields(t *testing.T) {
+	t.Parallel()
+	db := storetest.NewPostgres(t)
+	e := newEnv(t, db, false)
+	key := e.tenant("Parts")
+	file := []byte("Account Number,Customer Email\r\n1,a@example.com\r\n")
+
+	r := e.upload(key, "a.csv", file, "dryrun", "true")
+	if r.code != 400 || r.errField("field") != "dryrun" || r.errField("message") != `unknown form field "dryrun"; the fields are file, dry_run, validate_erp, notify_email, sheet` {
+		t.Fatalf("misspelt option: %d %s", r.code, r.raw)
+	}
+	if r := e.upload(key, "a.csv", file, "sheet", "A", "sheet", "B"); r.code != 400 || r.errField("field") != "sheet" || !strings.Contains(r.errField("message"), "twice") {
+		t.Fatalf("option sent twice: %d %s", r.code, r.raw)
+	}
+
+	// The reported form: 1 KiB fields f0, f1, … up to the size limit, then
+	// a small file. It is streamed, and the answer comes after the first.
+	const fields = 48 << 10
+	value := strings.Repeat("x", 1024)
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		for i := range fields {
+			if err := mw.WriteField(fmt.Sprintf("f%d", i), value); err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		fw, _ := mw.CreateFormFile("file", "a.csv")
+		fw.Write(file)
+		pw.CloseWithError(mw.Close())
+	}()
+	body := &countingReader{r: pr}
+	req, _ := http.NewRequest("POST", e.srv.URL+"/v1/imports", body)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	r = e.do(key, req)
+	pr.CloseWithError(io.ErrClosedPipe)
+	if r.code != 400 || r.errField("field") != "f0" || !strings.Contains(r.errField("message"), `unknown form field "f0"`) {
+		t.Fatalf("form of %d fields: %d %s", fields, r.code, r.raw)
+	}
+	if n := body.n.Load(); n > 8<<20 {
+		t.Fatalf("the API read %d bytes of a form it refused at its first field", n)
+	}
+	if n, _ := db.NewSelect().Table("imports").Count(context.Background()); n != 0 {
+		t.Fatalf("%d imports stored from refused uploads", n)
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }

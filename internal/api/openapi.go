@@ -5,8 +5,10 @@ import (
 	"net/http"
 )
 
-// openAPISpec describes the routes of Handler; TestOpenAPIMatchesRoutes
-// keeps the two in step.
+// openAPISpec describes the routes of Handler and is served as it is.
+// TestOpenAPIMatchesRoutes keeps its routes those of the table, and
+// TestOpenAPIDescribesEveryAnswer its statuses, content types, schemas and
+// limits what the server answers.
 //
 //go:embed openapi.json
 var openAPISpec []byte

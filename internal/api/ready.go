@@ -8,6 +8,13 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// NotReady is a failed readiness check whose reason names no address, user
+// or database, so /readyz answers it as it is. Any other error of a check is
+// answered as "unreachable" (and logged): /readyz answers anyone.
+type NotReady struct{ Reason string }
+
+func (e *NotReady) Error() string { return e.Reason }
+
 // RedisReady is Redis's part of /readyz (Server.Ready): PING and, on a Redis
 // Cluster, the cluster's own state. A cluster that has lost a master (and
 // has no replica to take over) still answers PING from its other nodes
@@ -30,9 +37,9 @@ func RedisReady(rc redis.UniversalClient) func(context.Context) error {
 				if state == "ok" {
 					return nil
 				}
-				return fmt.Errorf("redis cluster state is %s (some slots have no reachable master)", state)
+				return &NotReady{Reason: fmt.Sprintf("redis cluster state is %s (some slots have no reachable master)", state)}
 			}
 		}
-		return fmt.Errorf("redis cluster info has no cluster_state")
+		return &NotReady{Reason: "redis cluster info has no cluster_state"}
 	}
 }

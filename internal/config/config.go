@@ -334,7 +334,7 @@ func (e *env) databaseURL(name, v string) {
 	switch {
 	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
 		if _, err := url.Parse(v); err != nil {
-			e.fail(name, fmt.Sprintf("is not a valid URL (%v)", err))
+			e.fail(name, urlProblem(err))
 		}
 	case strings.HasPrefix(v, "sqlite:"):
 		// An empty path is a temporary database and :memory: one in memory:
@@ -356,7 +356,12 @@ func parseRedisURL(raw string) (asynq.RedisConnOpt, error) {
 	if scheme, _, ok := strings.Cut(raw, "://"); ok && (strings.EqualFold(scheme, "redis-cluster") || strings.EqualFold(scheme, "rediss-cluster")) {
 		return parseClusterURL(raw)
 	}
-	if u, err := url.Parse(raw); err == nil && u.Scheme == "redis-sentinel" {
+	u, err := url.Parse(raw)
+	if err != nil {
+		// asynq's error would quote the value, password and all.
+		return nil, errors.New(urlProblem(err))
+	}
+	if u.Scheme == "redis-sentinel" {
 		return parseSentinelURL(u)
 	}
 	return asynq.ParseRedisURI(raw)
@@ -446,6 +451,33 @@ func parseClusterURL(raw string) (asynq.RedisConnOpt, error) {
 	return opt, nil
 }
 
+// urlProblem says what is wrong with a URL that does not parse, without
+// quoting any of it: url.Parse's error quotes the whole value, and a value
+// that does not parse is one whose password cannot be told from the rest
+// (a space, a quote, a # or a % in it).
+func urlProblem(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var escape url.EscapeError
+	msg := err.Error()
+	why := ""
+	switch {
+	case strings.Contains(msg, "invalid userinfo"):
+		why = ": its user or password has a character that must be percent-encoded (a space as %20, \" as %22, / as %2F, @ as %40)"
+	case errors.As(err, &escape):
+		why = ": it has a % that does not start an escape (write a literal % as %25)"
+	case strings.HasPrefix(msg, "invalid port"):
+		why = ": its port is not a number (a # ? or / in a password must be percent-encoded)"
+	case strings.Contains(msg, "control character"):
+		why = ": it has a control character"
+	case strings.Contains(msg, "in host name"), strings.Contains(msg, "IP-literal"):
+		why = ": its host name has an invalid character"
+	}
+	return "is not a valid URL" + why
+}
+
 // sentinelForm is quoted in errors; its password parts are left out, since
 // errors are masked as if they echoed a URL.
 const sentinelForm = "redis-sentinel://HOST:PORT[,HOST:PORT…][/DB]?master=NAME (README: Configuration)"
@@ -488,16 +520,38 @@ func parseSentinelURL(u *url.URL) (asynq.RedisConnOpt, error) {
 }
 
 var (
-	urlPassword   = regexp.MustCompile(`(://[^\s"'@/]*:)[^\s"']*@`)
+	urlScheme     = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://`)
 	queryPassword = regexp.MustCompile(`(?i)([?&][a-z_]*password=)[^&\s"'#]*`)
 )
 
-// Redact masks the passwords of the URLs in s: USER:PASSWORD@ (up to the
-// last @ of the URL, since an unparsable URL is what gets echoed) and
-// password= parameters.
+// Redact masks the passwords of the URLs in s: in USER:PASSWORD@ everything
+// from the first : after scheme:// to the last @ before the next scheme://
+// (or the end), since what gets echoed is a URL that did not parse, whose
+// password may hold spaces, quotes (escaped as \" by %q), / or @; and
+// password= parameters. It may mask more than the password, never less.
 func Redact(s string) string {
-	s = urlPassword.ReplaceAllString(s, "${1}xxxxx@")
-	return queryPassword.ReplaceAllString(s, "${1}xxxxx")
+	var b strings.Builder
+	done := 0
+	schemes := urlScheme.FindAllStringIndex(s, -1)
+	for i, m := range schemes {
+		start, end := m[1], len(s)
+		if i+1 < len(schemes) {
+			end = schemes[i+1][0]
+		}
+		at := strings.LastIndex(s[start:end], "@")
+		if at < 0 {
+			continue
+		}
+		colon := strings.Index(s[start:start+at], ":")
+		if colon < 0 {
+			continue // a user without a password
+		}
+		b.WriteString(s[done : start+colon+1])
+		b.WriteString("xxxxx")
+		done = start + at
+	}
+	b.WriteString(s[done:])
+	return queryPassword.ReplaceAllString(b.String(), "${1}xxxxx")
 }
 
 func (e *env) httpURL(name, v string, required bool) {
@@ -507,8 +561,16 @@ func (e *env) httpURL(name, v string, required bool) {
 		}
 		return
 	}
+	// The value is not quoted: it may carry a password.
 	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		e.fail(name, fmt.Sprintf("must be an http(s) URL (got %q)", v))
+	switch {
+	case err != nil:
+		e.fail(name, urlProblem(err))
+	case u.Scheme == "":
+		e.fail(name, "must be an http(s) URL, starting with http:// or https://")
+	case u.Scheme != "http" && u.Scheme != "https":
+		e.fail(name, fmt.Sprintf("must be an http(s) URL (its scheme is %s)", u.Scheme))
+	case u.Host == "":
+		e.fail(name, "must be an http(s) URL with a host, e.g. https://portal.example.com")
 	}
 }

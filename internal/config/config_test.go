@@ -174,13 +174,29 @@ func TestErrorsDoNotEchoPasswords(t *testing.T) {
 		{"ERP_URL", "https://erp:topsecret@erp.example:x/"},
 		{"PUBLIC_URL", "portal.example?password=topsecret"},
 		{"SENDGRID_API_URL", "https://u:topsecret@%zz"},
+		// Passwords that make the URL unparsable, so that its error would
+		// quote it: a space, a double quote (written \" by %q), a single
+		// quote, a # or a stray %.
+		{"DATABASE_URL", "postgres://root:Pg secretPass456@127.0.0.1:5432/db"},
+		{"DATABASE_URL", `postgres://root:Pg"secretPass456@127.0.0.1:5432/db`},
+		{"DATABASE_URL", `postgres://root:it's a secret@127.0.0.1:5432/db`},
+		{"DATABASE_URL", "postgres://root:pw#secret@127.0.0.1:5432/db"},
+		{"DATABASE_URL", "postgres://root:100%secret@127.0.0.1:5432/db"},
+		{"DATABASE_URL", "postgresql://root:a b/secret@127.0.0.1:5432/db"},
+		{"REDIS_URL", "redis://:Redis secretPass@127.0.0.1:6379/0"},
+		{"REDIS_URL", `redis://:Redis"secretPass@127.0.0.1:6379/0`},
+		{"REDIS_URL", `rediss://default:it's secret@127.0.0.1:6380/0`},
+		{"REDIS_URL", "redis-sentinel://:sentinel secret@127.0.0.1:26379?master=m"},
+		{"ERP_URL", "https://erp:erp secret@erp.example"},
+		{"ERP_URL", `https://erp:"secret"@erp.example`},
+		{"SENDGRID_API_URL", "https://u:it's secret@api.example"},
 	} {
 		_, err := Load(lookup(map[string]string{tc.name: tc.value}))
-		if err == nil || !strings.Contains(err.Error(), tc.name) {
-			t.Errorf("%s=%q: error %v, want one naming the variable", tc.name, tc.value, err)
+		if err == nil || !strings.Contains(err.Error(), tc.name) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s=%q: error %v, want one line naming the variable", tc.name, tc.value, err)
 			continue
 		}
-		if strings.Contains(err.Error(), "secret") {
+		if strings.Contains(strings.ToLower(err.Error()), "secret") {
 			t.Errorf("%s=%q: the error shows the password: %v", tc.name, tc.value, err)
 		}
 	}
@@ -194,6 +210,14 @@ func TestRedact(t *testing.T) {
 		"postgres://u@h/db?sslpassword=pw&x=1":         "postgres://u@h/db?sslpassword=xxxxx&x=1",
 		"redis-sentinel://h:1?master=m&password=pw":    "redis-sentinel://h:1?master=m&password=xxxxx",
 		"redis://h:6379/0 and http://portal.example/a": "redis://h:6379/0 and http://portal.example/a",
+		// Passwords with spaces, quotes, slashes and at signs, as url.Parse
+		// and %q echo them.
+		`config: DATABASE_URL is not a valid URL (parse "postgres://root:Pg SecretPass456@127.0.0.1:5432/db": net/url: invalid userinfo)`: `config: DATABASE_URL is not a valid URL (parse "postgres://root:xxxxx@127.0.0.1:5432/db": net/url: invalid userinfo)`,
+		`got "postgres://u:p\"w@h/db"`:                         `got "postgres://u:xxxxx@h/db"`,
+		`parse "redis://:it's a secret@h:6379/0": x`:           `parse "redis://:xxxxx@h:6379/0": x`,
+		"redis://:top/sec@ret@h:6379/0":                        "redis://:xxxxx@h:6379/0",
+		"a redis://:p w@h:1/0, b postgres://u:q\tr@h/db, c":    "a redis://:xxxxx@h:1/0, b postgres://u:xxxxx@h/db, c",
+		"postgres://u@h/db: dial tcp h:5432: connection reset": "postgres://u@h/db: dial tcp h:5432: connection reset",
 	} {
 		if got := Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)

@@ -8,6 +8,7 @@
 //
 //	GET {ERP_URL}/accounts/{account_number}
 //	Authorization: Bearer {ERP_TOKEN}
+//	X-Onboard-Tenant: {tenant id}
 //	Accept: application/json
 //
 //	200 {"account_number":"145722","name":"Blue Yonder Airlines","status":"active","price_tier":"gold"}
@@ -17,19 +18,33 @@
 //
 // The account number is one path segment, escaped. Response bodies over
 // 1 MiB are refused.
+//
+// One deployment talks to one ERP endpoint, with one token, for every
+// tenant. X-Onboard-Tenant names the tenant (vendor) the lookup is for, on
+// every request: an endpoint that several vendors share must answer from
+// that vendor's accounts only (and 404 for another's), or one vendor could
+// verify another's account numbers.
 package erp
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/google/uuid"
 )
+
+// TenantHeader carries the id of the tenant a lookup is for.
+const TenantHeader = "X-Onboard-Tenant"
 
 // Account is what the ERP knows of an account number.
 type Account struct {
@@ -42,11 +57,18 @@ type Account struct {
 // ErrNotFound: the ERP does not know the account number. Permanent.
 var ErrNotFound = errors.New("erp: account not found")
 
-// Error is a failed lookup other than not found.
+// Error is a failed lookup other than not found. Its message is recorded on
+// the customer or the import, where the tenant reads it, so it says what
+// went wrong in fixed words ("ERP unreachable (timeout)", "HTTP 503: the ERP
+// failed to answer") and never quotes the ERP's address or its answer; Err
+// holds those, for the log (see Detail).
 type Error struct {
 	StatusCode int
 	Reason     string
 	Temporary  bool
+	// Err is the cause: the transport's error (which names the ERP's URL)
+	// or the start of the ERP's answer.
+	Err error
 }
 
 func (e *Error) Error() string {
@@ -54,6 +76,17 @@ func (e *Error) Error() string {
 		return "erp: " + e.Reason
 	}
 	return fmt.Sprintf("erp: HTTP %d: %s", e.StatusCode, e.Reason)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Detail is err with the cause of an ERP failure, for the log only.
+func Detail(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.Err != nil {
+		return err.Error() + " (" + e.Err.Error() + ")"
+	}
+	return err.Error()
 }
 
 // IsTemporary reports whether a lookup error is worth retrying.
@@ -80,43 +113,75 @@ func NewREST(baseURL, token string, httpClient *http.Client) *REST {
 
 const maxBody = 1 << 20
 
-// LookupAccount asks the ERP for one account.
-func (c *REST) LookupAccount(ctx context.Context, number string) (Account, error) {
+// LookupAccount asks the ERP for one account of a tenant.
+func (c *REST) LookupAccount(ctx context.Context, tenantID uuid.UUID, number string) (Account, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.baseURL+"/accounts/"+url.PathEscape(number), nil)
 	if err != nil {
-		return Account{}, &Error{Reason: err.Error()}
+		return Account{}, &Error{Reason: "the ERP request cannot be made (check ERP_URL)", Err: err}
 	}
 	req.Header.Set("Accept", "application/json")
+	req.Header.Set(TenantHeader, tenantID.String())
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return Account{}, &Error{Reason: err.Error(), Temporary: true}
+		return Account{}, &Error{Reason: "ERP unreachable" + transportProblem(err), Temporary: true, Err: err}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: "reading the answer: " + err.Error(), Temporary: true}
+		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: "the answer was cut off" + transportProblem(err), Temporary: true, Err: err}
 	}
+	answer := func() error { return errors.New("the ERP answered: " + snippet(body)) }
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
 		return Account{}, fmt.Errorf("%w: %s", ErrNotFound, number)
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: snippet(body), Temporary: true}
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: "the ERP is limiting requests", Temporary: true, Err: answer()}
+	case resp.StatusCode >= 500:
+		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: "the ERP failed to answer", Temporary: true, Err: answer()}
+	case resp.StatusCode == http.StatusUnauthorized, resp.StatusCode == http.StatusForbidden:
+		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: "the ERP refused the token (ERP_TOKEN)", Err: answer()}
 	case resp.StatusCode != http.StatusOK:
-		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: snippet(body)}
+		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: "an unexpected answer from the ERP", Err: answer()}
 	case len(body) > maxBody:
 		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: "answer larger than 1 MiB"}
 	}
 	var a Account
 	if err := json.Unmarshal(body, &a); err != nil {
-		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: "answer is not the account JSON: " + err.Error()}
+		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: "the answer is not the account JSON", Err: err}
 	}
 	if a.Number == "" {
 		a.Number = number
 	}
 	return a, nil
+}
+
+// transportProblem names the kind of a transport failure in words that
+// carry no address: " (timeout)", " (connection refused)", or "".
+func transportProblem(err error) string {
+	var netErr net.Error
+	var dnsErr *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	var recordErr tls.RecordHeaderError
+	switch {
+	case errors.Is(err, context.Canceled):
+		return " (the request was cancelled)"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return " (timeout)"
+	case errors.As(err, &dnsErr):
+		return " (its host name does not resolve)"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return " (connection refused)"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return " (connection reset)"
+	case errors.As(err, &certErr), errors.As(err, &recordErr):
+		return " (TLS handshake failed)"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return " (connection closed)"
+	}
+	return ""
 }
 
 func snippet(b []byte) string {

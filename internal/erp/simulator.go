@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // SampleAccountsCSV is the accounts file the embedded dev mode loads.
@@ -22,7 +24,8 @@ var SampleAccountsCSV []byte
 
 // Simulator serves the connector contract from a set of accounts, with
 // injectable latency and failures, and counts what it served so that a test
-// can prove a concurrency bound.
+// can prove a concurrency bound. It answers every tenant from the same
+// accounts, and refuses (400) a request that does not name its tenant.
 type Simulator struct {
 	Token string // the bearer token it expects, if set
 
@@ -35,11 +38,12 @@ type Simulator struct {
 
 	inFlight, maxInFlight atomic.Int32
 	requests              atomic.Int64
+	byTenant              map[string]int
 }
 
 // NewSimulator serves the given accounts.
 func NewSimulator(accounts []Account) *Simulator {
-	s := &Simulator{accounts: map[string]Account{}, rng: rand.New(rand.NewPCG(1, 2))}
+	s := &Simulator{accounts: map[string]Account{}, byTenant: map[string]int{}, rng: rand.New(rand.NewPCG(1, 2))}
 	for _, a := range accounts {
 		s.accounts[a.Number] = a
 	}
@@ -105,6 +109,17 @@ func (s *Simulator) MaxInFlight() int { return int(s.maxInFlight.Load()) }
 // Requests counts the requests served.
 func (s *Simulator) Requests() int { return int(s.requests.Load()) }
 
+// TenantRequests counts the requests that named each tenant (X-Onboard-Tenant).
+func (s *Simulator) TenantRequests() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.byTenant))
+	for k, v := range s.byTenant {
+		out[k] = v
+	}
+	return out
+}
+
 // ServeHTTP serves GET /accounts/{number}.
 func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := s.inFlight.Add(1)
@@ -133,6 +148,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	number, ok := strings.CutPrefix(r.URL.EscapedPath(), "/accounts/")
+	tenant, tenantErr := uuid.Parse(r.Header.Get(TenantHeader))
 	switch {
 	case r.Method != http.MethodGet || !ok || number == "" || strings.Contains(number, "/"):
 		http.Error(w, `{"error":"not found"}`, http.StatusNotFound)
@@ -140,6 +156,14 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case s.Token != "" && r.Header.Get("Authorization") != "Bearer "+s.Token:
 		http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
 		return
+	case tenantErr != nil:
+		http.Error(w, `{"error":"X-Onboard-Tenant must name the tenant"}`, http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	s.byTenant[tenant.String()]++
+	s.mu.Unlock()
+	switch {
 	case status != 0:
 		http.Error(w, `{"error":"simulated failure"}`, status)
 		return

@@ -221,7 +221,7 @@ func (t timedMailer) Send(ctx context.Context, msg mail.Message) (mail.Result, e
 
 // Lookup is what looks up ERP accounts (the REST connector).
 type Lookup interface {
-	LookupAccount(ctx context.Context, number string) (erp.Account, error)
+	LookupAccount(ctx context.Context, tenantID uuid.UUID, number string) (erp.Account, error)
 }
 
 // ERP times every lookup of next by outcome.
@@ -237,9 +237,9 @@ type timedERP struct {
 	h    *prometheus.HistogramVec
 }
 
-func (t timedERP) LookupAccount(ctx context.Context, number string) (erp.Account, error) {
+func (t timedERP) LookupAccount(ctx context.Context, tenantID uuid.UUID, number string) (erp.Account, error) {
 	start := time.Now()
-	a, err := t.next.LookupAccount(ctx, number)
+	a, err := t.next.LookupAccount(ctx, tenantID, number)
 	outcome := "found"
 	switch {
 	case errors.Is(err, erp.ErrNotFound):
