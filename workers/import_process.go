@@ -61,7 +61,16 @@ func (d *Deps) handleImportProcess(ctx context.Context, t *asynq.Task) error {
 	case errors.Is(err, store.ErrCheckpointMoved):
 		return err // another worker has it; if it died, a retry takes over
 	case lastAttempt(ctx):
-		if ferr := d.finishImport(ctx, tenant, im, store.ImportFailed, "the import stopped after repeated failures: "+err.Error()); ferr != nil {
+		// The tenant reads the reason: an ERP failure says what the ERP did
+		// (its message names no address), anything else (a database
+		// driver's error names hosts and users) goes to the log only.
+		reason := "the import stopped after repeated failures of the service; the rows before the failure are imported, and uploading the file again imports the rest (those rows then read as already in use)"
+		var erpErr *erp.Error
+		if errors.As(err, &erpErr) {
+			reason = "the import stopped after repeated failures: " + erpErr.Error()
+		}
+		d.Log.ErrorContext(ctx, "import failed after its last attempt", "import_id", im.ID, "err", err, "detail", erp.Detail(err))
+		if ferr := d.finishImport(ctx, tenant, im, store.ImportFailed, reason); ferr != nil {
 			return ferr
 		}
 		return fmt.Errorf("import %s: %w: %w", im.ID, err, asynq.SkipRetry)
