@@ -2,8 +2,6 @@ package workers_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -25,16 +23,7 @@ import (
 func TestArchivedSendRunsAgain(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, storetest.NewPostgres(t))
-	f.deps.Now = nil
-	f.deps.SendLease = time.Minute
-	r := testenv.StartRedis(t)
-	opt := asynq.RedisClientOpt{Addr: r.Addr()}
-	client := asynq.NewClient(opt)
-	t.Cleanup(func() { client.Close() })
-	insp := asynq.NewInspector(opt)
-	t.Cleanup(func() { insp.Close() })
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	f.deps.Dispatcher = &outbox.Dispatcher{DB: f.db, Client: client, Inspector: insp, Log: quiet}
+	r, client, insp := f.withQueue(t)
 	ctx := context.Background()
 	sweep := func() outbox.SweepResult {
 		t.Helper()
@@ -73,7 +62,7 @@ func TestArchivedSendRunsAgain(t *testing.T) {
 		t.Fatalf("task %s, want pending", st)
 	}
 
-	srv := asynq.NewServer(opt, asynq.Config{
+	srv := asynq.NewServer(asynq.RedisClientOpt{Addr: r.Addr()}, asynq.Config{
 		Concurrency: 2, Queues: jobs.QueueWeights, TaskCheckInterval: 20 * time.Millisecond,
 		RetryDelayFunc: workers.RetryDelay, IsFailure: workers.IsFailure, Logger: asynqQuiet{}, ShutdownTimeout: time.Second,
 	})

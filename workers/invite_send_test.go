@@ -19,6 +19,7 @@ import (
 
 	"github.com/onboard-dev/onboard/internal/mail"
 	"github.com/onboard-dev/onboard/internal/mail/sendgridfake"
+	"github.com/onboard-dev/onboard/internal/outbox"
 	"github.com/onboard-dev/onboard/internal/ratelimit"
 	"github.com/onboard-dev/onboard/internal/testenv"
 	"github.com/onboard-dev/onboard/jobs"
@@ -56,6 +57,23 @@ func newFixture(t testing.TB, db *bun.DB) *fixture {
 		},
 		tenant: ten,
 	}
+}
+
+// withQueue gives the fixture a redis-server of its own, a client and an
+// inspector on it, and a dispatcher that enqueues there; the clock is real
+// and a send holds its deliveries for a minute, as a worker's does.
+func (f *fixture) withQueue(t *testing.T) (*testenv.Redis, *asynq.Client, *asynq.Inspector) {
+	t.Helper()
+	f.deps.Now = nil
+	f.deps.SendLease = time.Minute
+	r := testenv.StartRedis(t)
+	opt := asynq.RedisClientOpt{Addr: r.Addr()}
+	client := asynq.NewClient(opt)
+	t.Cleanup(func() { client.Close() })
+	insp := asynq.NewInspector(opt)
+	t.Cleanup(func() { insp.Close() })
+	f.deps.Dispatcher = &outbox.Dispatcher{DB: f.db, Client: client, Inspector: insp, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return r, client, insp
 }
 
 // pendingDelivery stores an active customer with a pending invitation and a

@@ -3,8 +3,6 @@ package workers_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -29,18 +27,9 @@ import (
 func TestRefusedSendsWaitInTheQueue(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, storetest.NewPostgres(t))
-	f.deps.Now = nil
-	f.deps.SendLease = time.Minute
-	r := testenv.StartRedis(t)
-	opt := asynq.RedisClientOpt{Addr: r.Addr()}
-	client := asynq.NewClient(opt)
-	t.Cleanup(func() { client.Close() })
-	insp := asynq.NewInspector(opt)
-	t.Cleanup(func() { insp.Close() })
+	r, client, insp := f.withQueue(t)
 	rc := redis.NewClient(&redis.Options{Addr: r.Addr()})
 	t.Cleanup(func() { rc.Close() })
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	f.deps.Dispatcher = &outbox.Dispatcher{DB: f.db, Client: client, Log: quiet}
 	// Short pauses, so the test does not wait minutes.
 	f.deps.Mailer = &ratelimit.SharedBackoff{Next: f.deps.Mailer, Client: rc,
 		RefusedPause: 50 * time.Millisecond, RefusedPauseMax: 200 * time.Millisecond, ProbeWait: 20 * time.Millisecond}
@@ -75,7 +64,7 @@ func TestRefusedSendsWaitInTheQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv := asynq.NewServer(opt, asynq.Config{
+	srv := asynq.NewServer(asynq.RedisClientOpt{Addr: r.Addr()}, asynq.Config{
 		Concurrency: 4, Queues: jobs.QueueWeights, TaskCheckInterval: 20 * time.Millisecond, DelayedTaskCheckInterval: 20 * time.Millisecond,
 		RetryDelayFunc: workers.RetryDelay, IsFailure: workers.IsFailure, Logger: asynqQuiet{}, ShutdownTimeout: time.Second,
 	})

@@ -228,29 +228,11 @@ func zipBomb(t testing.TB, sheetBytes int) []byte {
 	base := workbook(t, func(f *excelize.File) {
 		_ = f.SetSheetRow("Sheet1", "A1", &[]any{"Account Number", "Customer Email"})
 	})
-	zr, err := zip.NewReader(bytes.NewReader(base), int64(len(base)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	zw := zip.NewWriter(&out)
-	for _, f := range zr.File {
-		w, _ := zw.Create(f.Name)
-		if f.Name == "xl/worksheets/sheet1.xml" {
-			_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>`)
-			pad := strings.Repeat(" ", 1<<20)
-			for n := 0; n < sheetBytes; n += len(pad) {
-				_, _ = io.WriteString(w, pad)
-			}
-			_, _ = io.WriteString(w, `</sheetData></worksheet>`)
-			continue
-		}
-		rc, _ := f.Open()
-		_, _ = io.Copy(w, rc)
-		rc.Close()
-	}
-	_ = zw.Close()
-	return out.Bytes()
+	return withPart(t, base, "xl/worksheets/sheet1.xml", func(w io.Writer) {
+		_, _ = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>`)
+		repeat(w, " ", sheetBytes)
+		_, _ = io.WriteString(w, `</sheetData></worksheet>`)
+	})
 }
 
 func TestZipBombFailsTheImportNotTheWorker(t *testing.T) {
