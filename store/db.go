@@ -75,10 +75,11 @@ func Open(ctx context.Context, dsn string) (*bun.DB, error) {
 		path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//")
 		// WAL lets the API read while a worker writes; busy_timeout makes a
 		// writer wait for the lock instead of failing; foreign keys are off
-		// by default in SQLite.
+		// by default in SQLite. (Switching a fresh file to WAL can still
+		// fail with SQLITE_BUSY at once: see ping.)
 		q := url.Values{}
-		q.Add("_pragma", "journal_mode(WAL)")
 		q.Add("_pragma", "busy_timeout(10000)")
+		q.Add("_pragma", "journal_mode(WAL)")
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Add("_pragma", "synchronous(NORMAL)")
 		q.Add("_txlock", "immediate")
@@ -91,11 +92,31 @@ func Open(ctx context.Context, dsn string) (*bun.DB, error) {
 		sqldb.SetMaxOpenConns(1)
 		db = bun.NewDB(sqldb, sqlitedialect.New())
 	}
-	if err := db.PingContext(ctx); err != nil {
+	if err := ping(ctx, db, d); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", d, err)
 	}
 	return db, nil
+}
+
+// ping checks the connection. On SQLite a connection's first statements
+// switch the file to WAL, which needs a lock that busy_timeout does not
+// wait for: while another process migrates a fresh file they fail with
+// SQLITE_BUSY at once, so the ping is tried again for as long as
+// busy_timeout would have waited.
+func ping(ctx context.Context, db *bun.DB, d Dialect) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for wait := 20 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		err := db.PingContext(ctx)
+		if err == nil || d != SQLite || !strings.Contains(err.Error(), "SQLITE_BUSY") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // DialectOfDB tells which database family an open handle talks to.
