@@ -148,43 +148,53 @@ func MarkDeliveriesSent(ctx context.Context, db bun.IDB, ids []uuid.UUID, messag
 	if len(ids) == 0 {
 		return nil
 	}
-	_, err := db.NewUpdate().Model((*Delivery)(nil)).ModelTableExpr("deliveries").
-		Set("state = ?", DeliverySent).
-		Set("provider_message_id = ?", messageID).
-		Set("sent_at = ?", now.UTC()).
-		Set("lease_until = NULL").
-		Set("last_error = ''").
-		Set("updated_at = ?", now.UTC()).
-		Where("id IN (?) AND state = ?", bun.In(ids), DeliverySending).
-		Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("mark deliveries sent: %w", err)
-	}
-	q := db.NewUpdate().Model((*Invitation)(nil)).ModelTableExpr("invitations").
-		Set("send_count = send_count + 1").
-		Set("last_sent_at = ?", now.UTC()).
-		Set("delivery_status = ?", DeliverySent).
-		Set("delivery_error = ''").
-		Set("updated_at = ?", now.UTC()).
-		Where("id IN (SELECT invitation_id FROM deliveries WHERE id IN (?))", bun.In(ids))
-	if !expiresAt.IsZero() {
-		q = q.Set("expires_at = ?", expiresAt.UTC())
-	}
-	_, err = q.Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("count sends: %w", err)
-	}
-	// The new email's link replaces the links of the invitation's earlier
-	// emails now that it is out, not when it was minted (IssueTokens).
-	_, err = db.NewUpdate().Model((*InvitationToken)(nil)).
-		Set("superseded_at = ?", now.UTC()).
-		Where("superseded_at IS NULL AND delivery_id NOT IN (?)", bun.In(ids)).
-		Where("invitation_id IN (SELECT invitation_id FROM deliveries WHERE id IN (?) AND invitation_id IS NOT NULL)", bun.In(ids)).
-		Exec(ctx)
-	if err != nil {
-		return fmt.Errorf("retire earlier links: %w", err)
-	}
-	return nil
+	// One transaction: a delivery recorded sent with its invitation not
+	// counted (or the earlier links still live) would stay so, since a
+	// retry finds the delivery sent. Only the deliveries this call moves
+	// from sending to sent count, so calling it again changes nothing.
+	return db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		var marked []uuid.UUID
+		_, err := tx.NewUpdate().Model((*Delivery)(nil)).ModelTableExpr("deliveries").
+			Set("state = ?", DeliverySent).
+			Set("provider_message_id = ?", messageID).
+			Set("sent_at = ?", now.UTC()).
+			Set("lease_until = NULL").
+			Set("last_error = ''").
+			Set("updated_at = ?", now.UTC()).
+			Where("id IN (?) AND state = ?", bun.In(ids), DeliverySending).
+			Returning("id").
+			Exec(ctx, &marked)
+		if err != nil {
+			return fmt.Errorf("mark deliveries sent: %w", err)
+		}
+		if len(marked) == 0 {
+			return nil
+		}
+		q := tx.NewUpdate().Model((*Invitation)(nil)).ModelTableExpr("invitations").
+			Set("send_count = send_count + 1").
+			Set("last_sent_at = ?", now.UTC()).
+			Set("delivery_status = ?", DeliverySent).
+			Set("delivery_error = ''").
+			Set("updated_at = ?", now.UTC()).
+			Where("id IN (SELECT invitation_id FROM deliveries WHERE id IN (?))", bun.In(marked))
+		if !expiresAt.IsZero() {
+			q = q.Set("expires_at = ?", expiresAt.UTC())
+		}
+		if _, err := q.Exec(ctx); err != nil {
+			return fmt.Errorf("count sends: %w", err)
+		}
+		// The new email's link replaces the links of the invitation's earlier
+		// emails now that it is out, not when it was minted (IssueTokens).
+		_, err = tx.NewUpdate().Model((*InvitationToken)(nil)).
+			Set("superseded_at = ?", now.UTC()).
+			Where("superseded_at IS NULL AND delivery_id NOT IN (?)", bun.In(marked)).
+			Where("invitation_id IN (SELECT invitation_id FROM deliveries WHERE id IN (?) AND invitation_id IS NOT NULL)", bun.In(marked)).
+			Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("retire earlier links: %w", err)
+		}
+		return nil
+	})
 }
 
 // ReleaseDeliveries hands leased deliveries back to the queue after a

@@ -47,7 +47,7 @@ func (d *Deps) handleImportReport(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	now := d.now()
-	claimed, err := store.ClaimDeliveries(ctx, d.DB, []uuid.UUID{del.ID}, d.SendLease, now)
+	claimed, err := store.ClaimDeliveries(ctx, d.DB, []uuid.UUID{del.ID}, d.sendLease(), now)
 	if err != nil {
 		return err
 	}
@@ -69,7 +69,9 @@ func (d *Deps) handleImportReport(ctx context.Context, t *asynq.Task) error {
 	res, err := d.Mailer.Send(ctx, msg)
 	switch {
 	case err == nil:
-		if err := store.MarkDeliveriesSent(context.WithoutCancel(ctx), d.DB, []uuid.UUID{del.ID}, res.MessageID, time.Time{}, d.now()); err != nil {
+		if err := d.recordSent(ctx, func(ctx context.Context) error {
+			return store.MarkDeliveriesSent(ctx, d.DB, []uuid.UUID{del.ID}, res.MessageID, time.Time{}, d.now())
+		}); err != nil {
 			return err
 		}
 		d.completed(ctx)

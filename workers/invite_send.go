@@ -48,10 +48,7 @@ func (d *Deps) handleInviteSend(ctx context.Context, t *asynq.Task) error {
 		return err
 	}
 	now := d.now()
-	lease := d.SendLease
-	if lease <= 0 {
-		lease = 3 * time.Minute
-	}
+	lease := d.sendLease()
 	claimed, err := store.ClaimDeliveries(ctx, d.DB, ids, lease, now)
 	if err != nil {
 		return err
@@ -236,7 +233,9 @@ func (d *Deps) sendBatch(ctx context.Context, tenantID uuid.UUID, email template
 	case err == nil:
 		// Record with a context that outlives the task's: the email is out.
 		// One expiry for the batch: prepareInvitations stamps them all alike.
-		if err := store.MarkDeliveriesSent(context.WithoutCancel(ctx), d.DB, ids, res.MessageID, batch[0].expires, now); err != nil {
+		if err := d.recordSent(ctx, func(ctx context.Context) error {
+			return store.MarkDeliveriesSent(ctx, d.DB, ids, res.MessageID, batch[0].expires, now)
+		}); err != nil {
 			return err
 		}
 		d.Metrics.Invitations(batch[0].delivery.TenantID, metrics.InvitationSent, len(ids))
@@ -386,6 +385,32 @@ func (d *Deps) retryLater(ctx context.Context, ds []*store.Delivery, cause error
 		return errors.Join(cause, err)
 	}
 	return cause
+}
+
+// sendLease is how long a send holds its deliveries.
+func (d *Deps) sendLease() time.Duration {
+	if d.SendLease > 0 {
+		return d.SendLease
+	}
+	return 3 * time.Minute
+}
+
+// recordSent records emails SendGrid has accepted, trying again while the
+// database fails (a failover, a dropped connection) for up to half the
+// lease: given up on, the deliveries stay leased, and when the lease runs
+// out another attempt sends them a second time. It runs on a context that
+// outlives the task's: the emails are out.
+func (d *Deps) recordSent(ctx context.Context, record func(context.Context) error) error {
+	ctx = context.WithoutCancel(ctx)
+	deadline := time.Now().Add(d.sendLease() / 2)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := record(ctx)
+		if err == nil || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		d.Log.WarnContext(ctx, "recording emails SendGrid accepted failed; trying again", "err", err, "in", wait)
+		time.Sleep(wait)
+	}
 }
 
 // giveUp records a permanent failure and stops the retries.

@@ -531,3 +531,53 @@ func TestTenantLookupErrorRetriesTheSend(t *testing.T) {
 		t.Fatalf("delivery %s, %d emails after the database came back", got.State, len(f.fake.Messages()))
 	}
 }
+
+// SendGrid accepted the email and the database failed while it was being
+// recorded (a dropped connection, a failover): the worker records it again
+// instead of leaving the delivery leased, whose lease running out would
+// send the email a second time. The record is one transaction, so the
+// failure of its second statement leaves nothing half-recorded either.
+func TestEmailAcceptedThenTheDatabaseFailsIsRecordedOnce(t *testing.T) {
+	t.Parallel()
+	for _, table := range []string{"deliveries", "invitations"} {
+		t.Run(table, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t, storetest.NewPostgres(t))
+			ctx := context.Background()
+			// The first update of the table that records a send fails, as a
+			// connection lost mid-statement would; a sequence, unlike a
+			// table, keeps counting across the failed statement's rollback.
+			for _, stmt := range []string{
+				`CREATE SEQUENCE record_failures`,
+				`CREATE FUNCTION fail_first_record() RETURNS trigger LANGUAGE plpgsql AS $$
+				 BEGIN
+				   IF TG_TABLE_NAME = 'deliveries' THEN
+				     IF NEW.state = 'sent' AND nextval('record_failures') = 1 THEN
+				       RAISE EXCEPTION 'terminating connection (test)';
+				     END IF;
+				   ELSIF NEW.send_count > OLD.send_count AND nextval('record_failures') = 1 THEN
+				     RAISE EXCEPTION 'terminating connection (test)';
+				   END IF;
+				   RETURN NEW;
+				 END $$`,
+				`CREATE TRIGGER fail_first_record BEFORE UPDATE ON ` + table + ` FOR EACH ROW EXECUTE FUNCTION fail_first_record()`,
+			} {
+				if _, err := f.db.ExecContext(ctx, stmt); err != nil {
+					t.Fatal(err)
+				}
+			}
+			d := f.pendingDelivery(t, "100", "jane@example.com", store.CustomerActive)
+			if err := f.process(t, d); err != nil {
+				t.Fatal(err)
+			}
+			got := f.state(t, d.ID)
+			var inv store.Invitation
+			if err := f.db.NewSelect().Model(&inv).Where("id = ?", d.InvitationID).Scan(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got.State != store.DeliverySent || inv.SendCount != 1 || inv.DeliveryStatus != store.DeliverySent || len(f.fake.Messages()) != 1 {
+				t.Fatalf("delivery %s, invitation sent %d times (%s), %d emails; want sent, 1, sent, 1", got.State, inv.SendCount, inv.DeliveryStatus, len(f.fake.Messages()))
+			}
+		})
+	}
+}
