@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -29,6 +30,7 @@ func runAPI(ctx context.Context, env *environment, args []string) error {
 	}
 	defer db.Close()
 	warnIfNotMigrated(ctx, env, db)
+	removeStaleSpools(env)
 	dispatcher, closeDispatcher := newDispatcher(cfg, db, env)
 	defer closeDispatcher()
 	h, closeAPI, err := newAPIHandler(cfg, db, dispatcher, env, metrics.New())
@@ -41,6 +43,14 @@ func runAPI(ctx context.Context, env *environment, args []string) error {
 		return fmt.Errorf("api: HTTP_ADDR: %w", err)
 	}
 	return serveHTTP(ctx, env, "api", ln, h, cfg.ShutdownTimeout)
+}
+
+// removeStaleSpools deletes the spooled uploads a killed api or worker left
+// in the temporary directory.
+func removeStaleSpools(env *environment) {
+	if n := api.RemoveStaleSpools(os.TempDir(), time.Hour, time.Now()); n > 0 {
+		env.log.Info("removed uploads spooled by a process that was killed", "files", n)
+	}
 }
 
 // newAPIHandler is the API with the dashboard mounted: the same in `api`

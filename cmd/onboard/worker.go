@@ -46,6 +46,7 @@ func runWorker(ctx context.Context, env *environment, args []string) error {
 	}
 	defer db.Close()
 	warnIfNotMigrated(ctx, env, db)
+	removeStaleSpools(env)
 	dispatcher, closeDispatcher := newDispatcher(cfg, db, env)
 	defer closeDispatcher()
 	mailer := mail.NewSendGrid(cfg.SendGridAPIKey, cfg.SendGridAPIURL, &http.Client{Timeout: 30 * time.Second})

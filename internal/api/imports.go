@@ -9,6 +9,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -197,7 +198,7 @@ func (s *Server) readPart(part *multipart.Part, u *upload, limit int64) error {
 	if u.file != nil {
 		return badRequest("file", "send one file per import")
 	}
-	f, err := os.CreateTemp("", "onboard-upload-*")
+	f, err := os.CreateTemp("", SpoolPattern)
 	if err != nil {
 		return fmt.Errorf("spool upload: %w", err)
 	}
@@ -507,4 +508,24 @@ func (s *Server) importTemplate(w http.ResponseWriter, r *http.Request) error {
 	attachment(w, "text/csv; charset=utf-8", "customer-invitations-template.csv")
 	_, err := w.Write(importer.TemplateCSV())
 	return err
+}
+
+// SpoolPattern names the temporary files an upload is spooled to (the API)
+// and a workbook is opened from (the worker).
+const SpoolPattern = "onboard-upload-*"
+
+// RemoveStaleSpools deletes spooled uploads in dir older than maxAge: a
+// process killed mid-upload (SIGKILL, or a second SIGTERM cutting the drain
+// short) never ran its cleanup, and the files hold customers' emails. An
+// upload cannot last that long (the server's read timeout is 5 minutes), so
+// an old file belongs to no running request. It returns how many it removed.
+func RemoveStaleSpools(dir string, maxAge time.Duration, now time.Time) int {
+	paths, _ := filepath.Glob(filepath.Join(dir, SpoolPattern))
+	n := 0
+	for _, p := range paths {
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && now.Sub(fi.ModTime()) > maxAge && os.Remove(p) == nil {
+			n++
+		}
+	}
+	return n
 }

@@ -9,6 +9,8 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/xuri/excelize/v2"
 
+	"github.com/onboard-dev/onboard/internal/api"
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
 	"github.com/onboard-dev/onboard/store/storetest"
@@ -299,4 +302,34 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// Spooled uploads a killed process left behind are removed; one that may
+// belong to a running upload, and other files, are not.
+func TestRemoveStaleSpools(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	now := time.Now()
+	write := func(name string, age time.Duration) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("Account Number,Customer Email\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, now.Add(-age), now.Add(-age)); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	stale := write("onboard-upload-123", 2*time.Hour)
+	staleXLSX := write("onboard-upload-456.xlsx", 2*time.Hour)
+	fresh := write("onboard-upload-789", time.Minute)
+	other := write("report.csv", 2*time.Hour)
+	if n := api.RemoveStaleSpools(dir, time.Hour, now); n != 2 {
+		t.Fatalf("removed %d, want 2", n)
+	}
+	for p, want := range map[string]bool{stale: false, staleXLSX: false, fresh: true, other: true} {
+		if _, err := os.Stat(p); (err == nil) != want {
+			t.Errorf("%s: exists %v, want %v", filepath.Base(p), err == nil, want)
+		}
+	}
 }
