@@ -74,8 +74,8 @@ func startScheduler(ctx context.Context, env *environment, cfg *config.Config, d
 			env.log.Warn("outbox sweep", "err", err, "enqueued", r.Enqueued, "recovered", r.Recovered, "rerun", r.Rerun)
 			return
 		}
-		if r.Enqueued+r.Recovered+r.Rerun+r.Stuck+r.Abandoned > 0 {
-			env.log.Info("outbox sweep", "enqueued", r.Enqueued, "recovered", r.Recovered, "rerun", r.Rerun, "stuck", r.Stuck, "abandoned", r.Abandoned, "purged", r.Purged)
+		if r.Enqueued+r.Recovered+r.Unlisted+r.Rerun+r.Stuck+r.Abandoned > 0 {
+			env.log.Info("outbox sweep", "enqueued", r.Enqueued, "recovered", r.Recovered, "unlisted", r.Unlisted, "rerun", r.Rerun, "stuck", r.Stuck, "abandoned", r.Abandoned, "purged", r.Purged)
 		}
 	}); err != nil {
 		return nil, err

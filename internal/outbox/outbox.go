@@ -70,7 +70,7 @@ func (d *Dispatcher) now() time.Time {
 func (d *Dispatcher) Dispatch(ctx context.Context, js ...jobs.Job) (failed int) {
 	var done []string
 	for _, j := range js {
-		if err := d.enqueue(ctx, j.Type, j.ID, j.Payload); err != nil {
+		if err := d.enqueue(ctx, j.Type, j.ID, j.Payload); err != nil && !errors.Is(err, errHeld) {
 			failed++
 			d.Log.WarnContext(ctx, "enqueue failed; the outbox sweep will retry", "task_type", j.Type, "task_id", j.ID, "err", err)
 			continue
@@ -97,15 +97,20 @@ func (d *Dispatcher) enqueue(ctx context.Context, taskType, taskID string, paylo
 	defer cancel()
 	_, err = d.Client.EnqueueContext(ctx, task)
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		return nil // Redis already holds this work
+		return errHeld
 	}
 	return err
 }
+
+// errHeld is enqueue's answer when Redis already holds the task under its
+// id: for a dispatch, success.
+var errHeld = errors.New("redis already holds the task")
 
 // SweepResult counts what one sweep did.
 type SweepResult struct {
 	Enqueued  int // recorded, never enqueued, now enqueued
 	Recovered int // enqueued once, gone from Redis (lost, or deleted on the dashboard), enqueued again
+	Unlisted  int // in Redis, but its queue unlisted (Redis lost its data): left as is
 	Rerun     int // archived with its work unfinished: moved back to pending
 	Stuck     int // archived with its work unfinished after MaxReruns: left to an operator
 	Abandoned int // archived after its handler gave up for good (SkipRetry): marked completed
@@ -152,7 +157,7 @@ func (d *Dispatcher) Sweep(ctx context.Context, o SweepOptions) (SweepResult, er
 		}
 		var done []string
 		for _, row := range rows {
-			if err := d.enqueue(ctx, row.TaskType, row.TaskID, row.Payload); err != nil {
+			if err := d.enqueue(ctx, row.TaskType, row.TaskID, row.Payload); err != nil && !errors.Is(err, errHeld) {
 				r.Unreached++
 				continue
 			}
@@ -181,10 +186,25 @@ func (d *Dispatcher) Sweep(ctx context.Context, o SweepOptions) (SweepResult, er
 			info, err := d.Inspector.GetTaskInfo(row.Queue, row.TaskID)
 			switch {
 			case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
-				if err := d.enqueue(ctx, row.TaskType, row.TaskID, row.Payload); err != nil {
+				switch err := d.enqueue(ctx, row.TaskType, row.TaskID, row.Payload); {
+				case errors.Is(err, errHeld):
+					// The task is there but its queue is not listed: Redis
+					// lost its data and came back, and asynq's clients list a
+					// queue only once per process. Nothing is lost; the queue
+					// is missing from the dashboard and the metrics until the
+					// processes restart. Checked again after Stale, not at
+					// every sweep.
+					if err := store.MarkEnqueued(ctx, d.DB, []string{row.TaskID}, now); err != nil {
+						return r, err
+					}
+					r.Unlisted++
+					d.Log.WarnContext(ctx, "outbox sweep: Redis holds a task whose queue it does not list (did Redis lose its data?); restart the api, worker and scheduler so the queue shows on the dashboard and in the metrics",
+						"task_id", row.TaskID, "queue", row.Queue)
+				case err != nil:
 					return r, fmt.Errorf("outbox sweep: re-enqueue %s: %w", row.TaskID, err)
+				default:
+					r.Recovered++
 				}
-				r.Recovered++
 			case err != nil:
 				return r, fmt.Errorf("outbox sweep: inspect %s: %w", row.TaskID, err)
 			case info.State == asynq.TaskStateCompleted:

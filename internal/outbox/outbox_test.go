@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
 
 	"github.com/onboard-dev/onboard/internal/outbox"
@@ -93,6 +94,45 @@ func TestDispatchAndSweep(t *testing.T) {
 	}
 	if _, err := insp.GetTaskInfo(jobs.QueueCritical, job.ID); !errors.Is(err, asynq.ErrTaskNotFound) {
 		t.Fatalf("a completed task was enqueued again: %v", err)
+	}
+}
+
+// Redis lost its data and a long-running client enqueued again: the task is
+// there, but its queue is not listed (asynq's client lists a queue once per
+// process). The sweep says so once per Stale instead of "recovering" the
+// task at every sweep.
+func TestSweepFindsATaskWhoseQueueIsNotListed(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := storetest.NewPostgres(t)
+	r := testenv.StartRedis(t)
+	opt := asynq.RedisClientOpt{Addr: r.Addr()}
+	client := asynq.NewClient(opt)
+	defer client.Close()
+	insp := asynq.NewInspector(opt)
+	defer insp.Close()
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	d := &outbox.Dispatcher{DB: db, Client: client, Inspector: insp, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now: func() time.Time { return now }}
+	job := jobs.NewInviteSend(uuid.NewString(), []string{uuid.NewString()})
+	if err := outbox.Record(ctx, db, uuid.Nil, now, job); err != nil {
+		t.Fatal(err)
+	}
+	if failed := d.Dispatch(ctx, job); failed != 0 {
+		t.Fatal("dispatch failed")
+	}
+	rc := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	defer rc.Close()
+	if err := rc.SRem(ctx, "asynq:queues", jobs.QueueCritical).Err(); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Hour)
+	o := outbox.SweepOptions{Stale: time.Minute}
+	if res, err := d.Sweep(ctx, o); err != nil || res.Unlisted != 1 || res.Recovered != 0 {
+		t.Fatalf("sweep: %+v %v, want the task found unlisted, not recovered", res, err)
+	}
+	if res, err := d.Sweep(ctx, o); err != nil || res.Unlisted+res.Recovered != 0 {
+		t.Fatalf("second sweep within Stale: %+v %v", res, err)
 	}
 }
 
