@@ -46,6 +46,10 @@ type XLSXOptions struct {
 	// memory; larger ones excelize streams from a temporary file.
 	UnzipXMLSizeLimit int64
 	TempDir           string
+
+	// keepSharedStrings leaves the shared strings table to excelize (see
+	// inlineSharedStrings); tests compare the two readings.
+	keepSharedStrings bool
 }
 
 // Defaults of XLSXOptions.
@@ -88,10 +92,25 @@ func OpenXLSX(src io.Reader, o XLSXOptions) (*XLSXReader, error) {
 	if err := tmp.Close(); err != nil {
 		return nil, fmt.Errorf("spool workbook: %w", err)
 	}
-	if err := checkParts(tmp.Name(), o); err != nil {
+	sharedStrings, err := checkParts(tmp.Name(), o)
+	if err != nil {
 		return nil, err
 	}
-	f, err := excelize.OpenFile(tmp.Name(), excelize.Options{
+	workbook := tmp.Name()
+	if !o.keepSharedStrings {
+		inlined, err := inlineSharedStrings(workbook, o)
+		if err != nil {
+			return nil, err
+		}
+		if inlined != "" {
+			defer os.Remove(inlined) // excelize has read what it needs once open
+			workbook = inlined
+		}
+	}
+	if workbook == tmp.Name() && sharedStrings > MaxIndexedSharedStrings {
+		return nil, fileError("the workbook has more than %d shared strings (text cells) in a form onboard cannot stream; save it again as .xlsx, or split it into smaller files", MaxIndexedSharedStrings)
+	}
+	f, err := excelize.OpenFile(workbook, excelize.Options{
 		UnzipSizeLimit: o.UnzipSizeLimit, UnzipXMLSizeLimit: o.UnzipXMLSizeLimit, TmpDir: o.TempDir,
 	})
 	if err != nil {

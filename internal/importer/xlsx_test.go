@@ -304,6 +304,13 @@ func TestWorkbookPartsThatWouldFillMemoryFailTheImport(t *testing.T) {
 			repeat(w, "<x:si/>", MaxSharedStrings+1)
 			_, _ = io.WriteString(w, `</x:sst>`)
 		}},
+		{"shared strings excelize would index itself", "xl/sharedStrings.xml", "cannot stream", func(w io.Writer) {
+			// A table in another encoding than UTF-8 is not written into
+			// the cells (inlineSharedStrings): excelize indexes it in memory.
+			_, _ = io.WriteString(w, `<?xml version="1.0" encoding="ISO-8859-1"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">`)
+			repeat(w, "<si/>", MaxIndexedSharedStrings+1)
+			_, _ = io.WriteString(w, `</sst>`)
+		}},
 		{"embedded content", "xl/media/image1.png", "besides its sheets", func(w io.Writer) {
 			repeat(w, "\x00", MaxHeldBytes+1)
 		}},

@@ -1,0 +1,542 @@
+package importer
+
+import (
+	"archive/zip"
+	"bufio"
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+)
+
+// Excel, and most programs that write workbooks, keep every text cell as a
+// number: its index in the shared strings table, xl/sharedStrings.xml.
+// excelize resolves such a cell through an index of the whole table that it
+// builds in memory, about 41 bytes a string, so a worker reading a workbook
+// of a million rows held a quarter of a gigabyte for it (BENCHMARKS.md).
+//
+// inlineSharedStrings rewrites the workbook before excelize opens it: every
+// worksheet's shared string cells become inline string cells holding the
+// same text (the content of <si> and of <is> is the same XML type, so it is
+// copied as it was, rich text runs included), and the table is left empty.
+// excelize then reads each row's text from the row itself. The table is
+// looked up from a temporary file through a small cache (sharedStrings), so
+// the worker's memory does not grow with it.
+//
+// It returns the rewritten workbook's path, or "" when there is nothing to
+// rewrite or the workbook is one the rewrite leaves to excelize as it is
+// (parts in another encoding than UTF-8, a document type declaration, a
+// worksheet that cannot be found): those read as they always did. A
+// workbook whose inlined text would pass o.UnzipSizeLimit fails as a zip
+// bomb would.
+func inlineSharedStrings(src string, o XLSXOptions) (string, error) {
+	z, err := zip.OpenReader(src)
+	if err != nil {
+		return "", nil // excelize says what is wrong with it
+	}
+	defer z.Close()
+	parts := map[string]*zip.File{}
+	for _, f := range z.File {
+		parts[partKey(f.Name)] = f
+	}
+	sstPart := parts["xl/sharedstrings.xml"]
+	if sstPart == nil {
+		return "", nil
+	}
+	sheets, ok := worksheetParts(parts)
+	if !ok {
+		return "", nil
+	}
+	for _, f := range append([]*zip.File{sstPart}, sheets...) {
+		if utf8, err := isUTF8Part(f); err != nil || !utf8 {
+			return "", nil
+		}
+	}
+	sst, err := readSharedStrings(sstPart, o.TempDir)
+	if errors.Is(err, errUnsupportedXML) {
+		return "", nil
+	}
+	if err != nil {
+		return "", inlineError(err)
+	}
+	defer sst.table.Close()
+
+	out, err := os.CreateTemp(o.TempDir, "onboard-inlined-*.xlsx")
+	if err != nil {
+		return "", fmt.Errorf("rewrite workbook: %w", err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			removeTemp(out)
+		}
+	}()
+	rewrite := map[*zip.File]bool{}
+	for _, f := range sheets {
+		rewrite[f] = true
+	}
+	// The inlined sheets may be larger than the originals; the rest is as
+	// it was.
+	budget := o.UnzipSizeLimit
+	for _, f := range z.File {
+		if !rewrite[f] && f != sstPart {
+			budget -= int64(f.UncompressedSize64)
+		}
+	}
+	zw := zip.NewWriter(out) // buffered inside
+	for _, f := range z.File {
+		switch {
+		case f == sstPart:
+			w, err := zw.CreateHeader(&zip.FileHeader{Name: f.Name, Method: zip.Deflate, Modified: f.Modified})
+			if err == nil {
+				_, err = io.WriteString(w, `<?xml version="1.0" encoding="UTF-8" standalone="yes"?>`+"\n"+
+					`<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="0" uniqueCount="0"/>`)
+			}
+			if err != nil {
+				return "", fmt.Errorf("rewrite workbook: %w", err)
+			}
+		case rewrite[f]:
+			// Stored, not compressed: the file lives only until excelize
+			// has read it.
+			w, err := zw.CreateHeader(&zip.FileHeader{Name: f.Name, Method: zip.Store, Modified: f.Modified})
+			if err != nil {
+				return "", fmt.Errorf("rewrite workbook: %w", err)
+			}
+			if err := inlineSheet(&budgetWriter{w: w, left: &budget}, f, sst); err != nil {
+				if errors.Is(err, errUnsupportedXML) {
+					return "", nil
+				}
+				return "", inlineError(err)
+			}
+		default:
+			if err := zw.Copy(f); err != nil {
+				return "", inlineError(err)
+			}
+		}
+	}
+	if err := zw.Close(); err != nil {
+		return "", fmt.Errorf("rewrite workbook: %w", err)
+	}
+	if err := out.Close(); err != nil {
+		return "", fmt.Errorf("rewrite workbook: %w", err)
+	}
+	done = true
+	return out.Name(), nil
+}
+
+// inlineError tells a workbook that cannot be read (a file error for the
+// import) from a failure of the worker's own disk (retried).
+func inlineError(err error) error {
+	var pathErr *os.PathError
+	switch {
+	case errors.As(err, &pathErr):
+		return fmt.Errorf("rewrite workbook: %w", err)
+	case errors.Is(err, ErrFile):
+		return err
+	}
+	return fileError("the workbook cannot be read (%v); save it again as .xlsx or .csv", err)
+}
+
+// partKey is a part's name as excelize matches it: forward slashes, any case.
+func partKey(name string) string {
+	return strings.ToLower(strings.ReplaceAll(name, "\\", "/"))
+}
+
+// worksheetParts finds the workbook's worksheets the way excelize does:
+// the workbook from the package relationships, its sheets from the
+// workbook's. ok is false when they cannot be read, or name a part the
+// package lacks.
+func worksheetParts(parts map[string]*zip.File) ([]*zip.File, bool) {
+	workbook := "xl/workbook.xml"
+	if rels, ok := readRels(parts["_rels/.rels"]); ok {
+		for _, r := range rels {
+			if strings.HasSuffix(r.Type, "/officeDocument") {
+				workbook = strings.TrimPrefix(r.Target, "/")
+			}
+		}
+	}
+	dir := path.Dir(workbook)
+	rels, ok := readRels(parts[partKey(path.Join(dir, "_rels", path.Base(workbook)+".rels"))])
+	if !ok {
+		return nil, false
+	}
+	var sheets []*zip.File
+	for _, r := range rels {
+		if !strings.HasSuffix(r.Type, "/worksheet") || r.TargetMode == "External" {
+			continue
+		}
+		name := path.Join(dir, r.Target)
+		if strings.HasPrefix(r.Target, "/") {
+			name = strings.TrimPrefix(r.Target, "/")
+		}
+		f := parts[partKey(name)]
+		if f == nil {
+			return nil, false
+		}
+		sheets = append(sheets, f)
+	}
+	return sheets, true
+}
+
+type relationship struct {
+	Type       string `xml:"Type,attr"`
+	Target     string `xml:"Target,attr"`
+	TargetMode string `xml:"TargetMode,attr"`
+}
+
+// readRels reads a relationships part; checkParts has bounded its size.
+func readRels(f *zip.File) ([]relationship, bool) {
+	if f == nil {
+		return nil, false
+	}
+	rc, err := f.Open()
+	if err != nil {
+		return nil, false
+	}
+	defer rc.Close()
+	var rels struct {
+		Relationships []relationship `xml:"Relationship"`
+	}
+	if err := xml.NewDecoder(rc).Decode(&rels); err != nil {
+		return nil, false
+	}
+	return rels.Relationships, true
+}
+
+// isUTF8Part tells a part in UTF-8 (the scanner's bytes are ASCII's) from
+// one in UTF-16 or declared in another encoding.
+func isUTF8Part(f *zip.File) (bool, error) {
+	rc, err := f.Open()
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	head := make([]byte, 512)
+	n, err := io.ReadFull(rc, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	head = bytes.TrimPrefix(head[:n], []byte("\xEF\xBB\xBF"))
+	if bytes.HasPrefix(head, []byte{0xFE, 0xFF}) || bytes.HasPrefix(head, []byte{0xFF, 0xFE}) {
+		return false, nil
+	}
+	if !bytes.HasPrefix(head, []byte("<?xml")) {
+		return !bytes.HasPrefix(head, []byte{0, '<'}) && !bytes.HasPrefix(head, []byte{'<', 0}), nil
+	}
+	end := bytes.Index(head, []byte("?>"))
+	if end < 0 {
+		return false, nil
+	}
+	start, stop, ok := tagAttr(head[:end], "encoding")
+	if !ok {
+		return true, nil
+	}
+	enc := strings.ToLower(string(head[start:stop]))
+	return enc == "utf-8" || enc == "utf8", nil
+}
+
+// sstInfo is the shared strings table with what the rewritten cells need
+// to know of its XML: the namespaces its root declares, and whether its
+// elements carry a prefix (x:si), so that copied content keeps its meaning.
+type sstInfo struct {
+	table    *sharedStrings
+	nsDecls  []byte
+	prefixed bool
+}
+
+// readSharedStrings copies the raw content of each <si> of the table to a
+// sharedStrings.
+func readSharedStrings(f *zip.File, dir string) (*sstInfo, error) {
+	rc, err := f.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	w, err := newSharedStringsWriter(dir)
+	if err != nil {
+		return nil, fmt.Errorf("rewrite workbook: %w", err)
+	}
+	info := &sstInfo{}
+	s := newXMLScanner(rc, maxTagBytes)
+	depth, inSI := 0, false // depth inside an <si>
+	for {
+		tok, raw, err := s.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			w.abort()
+			return nil, err
+		}
+		if !inSI {
+			if tok != tokStart && tok != tokEmpty {
+				continue
+			}
+			name := tagName(raw)
+			switch string(localName(name)) {
+			case "sst":
+				info.nsDecls = namespaceDecls(raw)
+			case "si":
+				info.prefixed = info.prefixed || len(prefixOf(name)) > 0
+				if tok == tokEmpty {
+					err = w.end()
+				} else {
+					inSI, depth = true, 0
+				}
+			}
+			if err != nil {
+				w.abort()
+				return nil, fmt.Errorf("rewrite workbook: %w", err)
+			}
+			continue
+		}
+		switch tok {
+		case tokStart:
+			depth++
+		case tokEnd:
+			if depth == 0 { // </si>
+				inSI = false
+				if err := w.end(); err != nil {
+					w.abort()
+					return nil, fmt.Errorf("rewrite workbook: %w", err)
+				}
+				continue
+			}
+			depth--
+		}
+		if err := w.add(raw); err != nil {
+			w.abort()
+			return nil, fmt.Errorf("rewrite workbook: %w", err)
+		}
+	}
+	if inSI {
+		w.abort()
+		return nil, io.ErrUnexpectedEOF
+	}
+	if info.table, err = w.finish(); err != nil {
+		return nil, fmt.Errorf("rewrite workbook: %w", err)
+	}
+	return info, nil
+}
+
+// maxTagBytes bounds one tag, comment or cell of a part being rewritten:
+// a real one is a few hundred bytes.
+const maxTagBytes = 1 << 20
+
+// inlineSheet copies a worksheet, each cell of type s (a shared string)
+// turned into one of type inlineStr with the string's XML in <is>:
+//
+//	<c r="B2" s="3" t="s"><v>12</v></c>
+//	<c r="B2" s="3" t="inlineStr"><is><t>jane@example.com</t></is></c>
+//
+// A cell whose index is not in the table is copied as it was: excelize
+// reports it as it would have.
+func inlineSheet(w io.Writer, f *zip.File, sst *sstInfo) error {
+	rc, err := f.Open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	bw := bufio.NewWriterSize(w, 64<<10)
+	s := newXMLScanner(rc, maxTagBytes)
+	var c sheetCell
+	var open elementStack
+	for {
+		tok, raw, err := s.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := open.take(tok, raw); err != nil {
+			return err
+		}
+		if c.open {
+			if err := c.take(tok, raw); err != nil {
+				return err
+			}
+			if !c.open {
+				if err := c.write(bw, sst); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if tok == tokStart && bytes.Equal(localName(tagName(raw)), []byte("c")) {
+			if start, end, ok := tagAttr(raw, "t"); ok && string(raw[start:end]) == "s" {
+				c.start(raw)
+				continue
+			}
+		}
+		if _, err := bw.Write(raw); err != nil {
+			return err
+		}
+	}
+	if len(open.ends) > 0 {
+		return fmt.Errorf("the sheet's XML ends inside <%s>", open.top())
+	}
+	return bw.Flush()
+}
+
+// elementStack holds the names of the elements open at a point of a part,
+// so that a damaged sheet (an end tag that closes another element, a part
+// that ends early) fails the import with a message: excelize's Rows() ends
+// at broken XML without saying so, and the rows after it would be left out
+// of a "completed" import.
+type elementStack struct {
+	names []byte
+	ends  []int
+}
+
+func (st *elementStack) take(tok xmlToken, raw []byte) error {
+	switch tok {
+	case tokStart:
+		st.names = append(st.names, tagName(raw)...)
+		st.ends = append(st.ends, len(st.names))
+	case tokEnd:
+		name := tagName(raw)
+		if len(st.ends) == 0 {
+			return fmt.Errorf("the sheet's XML closes <%s>, which is not open", name)
+		}
+		if top := st.top(); !bytes.Equal(top, name) {
+			return fmt.Errorf("the sheet's XML closes <%s> inside <%s>", name, top)
+		}
+		st.names = st.names[:st.start()]
+		st.ends = st.ends[:len(st.ends)-1]
+	}
+	return nil
+}
+
+func (st *elementStack) start() int {
+	if len(st.ends) < 2 {
+		return 0
+	}
+	return st.ends[len(st.ends)-2]
+}
+
+func (st *elementStack) top() []byte { return st.names[st.start():st.ends[len(st.ends)-1]] }
+
+// sheetCell is a shared string cell being read: its start tag, its content
+// as it came, and where in the content its <v>…</v> lies.
+type sheetCell struct {
+	open         bool
+	tag          []byte
+	body         []byte
+	depth        int
+	inV          bool
+	hasV         bool
+	vStart, vEnd int
+	value        []byte // the text of <v>, undecoded
+}
+
+func (c *sheetCell) start(tag []byte) {
+	*c = sheetCell{open: true, tag: append(c.tag[:0], tag...), body: c.body[:0], value: c.value[:0]}
+}
+
+// take adds a token of the cell's content; the cell's end tag closes it.
+func (c *sheetCell) take(tok xmlToken, raw []byte) error {
+	switch {
+	case tok == tokEnd && c.depth == 0:
+		c.open = false
+		c.body = append(c.body, raw...) // </c>, kept at the end of body
+		return nil
+	case tok == tokStart && c.depth == 0 && bytes.Equal(localName(tagName(raw)), []byte("v")):
+		c.inV, c.hasV, c.vStart, c.value = true, true, len(c.body), c.value[:0]
+		c.depth++
+	case tok == tokEmpty && c.depth == 0 && bytes.Equal(localName(tagName(raw)), []byte("v")):
+		c.hasV, c.vStart, c.vEnd, c.value = true, len(c.body), len(c.body)+len(raw), c.value[:0]
+	case tok == tokStart:
+		c.depth++
+	case tok == tokEnd:
+		c.depth--
+		if c.inV && c.depth == 0 {
+			c.inV, c.vEnd = false, len(c.body)+len(raw)
+		}
+	case c.inV && c.depth == 1 && tok == tokText:
+		c.value = append(c.value, raw...)
+	case c.inV && c.depth == 1 && tok == tokCDATA:
+		c.value = append(c.value, raw...) // decoded with the rest
+	}
+	if c.body = append(c.body, raw...); len(c.body) > maxTagBytes {
+		return errTokenTooLong
+	}
+	return nil
+}
+
+// write writes the cell, inlined when its index is in the table.
+func (c *sheetCell) write(w *bufio.Writer, sst *sstInfo) error {
+	index, ok := c.index()
+	if !ok || index < 0 || index >= sst.table.n {
+		_, _ = w.Write(c.tag)
+		_, err := w.Write(c.body)
+		return err
+	}
+	start, end, _ := tagAttr(c.tag, "t")
+	prefix := prefixOf(tagName(c.tag))
+	_, _ = w.Write(c.tag[:start])
+	_, _ = w.WriteString("inlineStr")
+	_, _ = w.Write(c.tag[end:])
+	_, _ = w.Write(c.body[:c.vStart])
+	_ = w.WriteByte('<')
+	_, _ = w.Write(prefix)
+	_, _ = w.WriteString("is")
+	if sst.prefixed || len(prefix) > 0 {
+		// The string's XML was written under the table's namespace
+		// declarations; it keeps them.
+		_, _ = w.Write(sst.nsDecls)
+	}
+	_ = w.WriteByte('>')
+	if err := sst.table.writeTo(w, index); err != nil {
+		return err
+	}
+	_, _ = w.WriteString("</")
+	_, _ = w.Write(prefix)
+	_, _ = w.WriteString("is>")
+	_, err := w.Write(c.body[c.vEnd:])
+	return err
+}
+
+// index is the cell's shared string index as excelize reads it: the text of
+// <v>, decoded and trimmed, and 0 when it is not a number; ok is false for
+// a cell without a value, which excelize reads as empty.
+func (c *sheetCell) index() (int, bool) {
+	if !c.hasV || c.inV {
+		return 0, false
+	}
+	v := string(c.value)
+	if strings.ContainsAny(v, "&<") {
+		var decoded string
+		if err := xml.Unmarshal([]byte("<v>"+v+"</v>"), &decoded); err != nil {
+			return 0, false
+		}
+		v = decoded
+	}
+	if v == "" {
+		return 0, false
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(v))
+	return n, true
+}
+
+// errTooLargeInlined fails a workbook whose text, written into its cells,
+// passes the size limit of a decompressed workbook.
+var errTooLargeInlined = fmt.Errorf("%w: the workbook is larger than its size limit when its text cells are read out (one long text repeated in many cells?); save it as .csv", ErrFile)
+
+// budgetWriter fails once more than the bytes left are written.
+type budgetWriter struct {
+	w    io.Writer
+	left *int64
+}
+
+func (b *budgetWriter) Write(p []byte) (int, error) {
+	if *b.left -= int64(len(p)); *b.left < 0 {
+		return 0, errTooLargeInlined
+	}
+	return b.w.Write(p)
+}
