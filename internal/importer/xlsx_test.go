@@ -354,6 +354,28 @@ func TestALargeSharedStringsTableReads(t *testing.T) {
 	}
 }
 
+// A shared string whose prefix is longer than countTags looks ahead still
+// counts toward the limit.
+func TestCountTagsCountsLongNames(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("p", 70)
+	data := withPart(t, workbook(t, func(*excelize.File) {}), "xl/sharedStrings.xml", func(w io.Writer) {
+		_, _ = io.WriteString(w, `<sst xmlns:`+long+`="`+"http://schemas.openxmlformats.org/spreadsheetml/2006/main"+`">`)
+		repeat(w, "<"+long+":si/>", 10)
+		_, _ = io.WriteString(w, `</sst>`)
+	})
+	zr, _ := zip.NewReader(bytes.NewReader(data), int64(len(data)))
+	for _, f := range zr.File {
+		if f.Name != "xl/sharedStrings.xml" {
+			continue
+		}
+		n, err := countTags(f, func(name []byte) bool { return bytes.Equal(localName(name), []byte("si")) }, 100)
+		if err != nil || n != 10 {
+			t.Fatalf("counted %d, %v; want 10", n, err)
+		}
+	}
+}
+
 func TestBrokenWorkbooks(t *testing.T) {
 	t.Parallel()
 	if _, err := Detect([]byte{0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1}); !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), ".xls") {

@@ -42,9 +42,9 @@ func inlineSharedStrings(src string, o XLSXOptions) (string, error) {
 	defer z.Close()
 	parts := map[string]*zip.File{}
 	for _, f := range z.File {
-		parts[partKey(f.Name)] = f
+		parts[partName(f.Name)] = f
 	}
-	sstPart := parts["xl/sharedstrings.xml"]
+	sstPart := parts[sharedStringsPart]
 	if sstPart == nil {
 		return "", nil
 	}
@@ -142,48 +142,69 @@ func inlineError(err error) error {
 	return fileError("the workbook cannot be read (%v); save it again as .xlsx or .csv", err)
 }
 
-// partKey is a part's name as excelize matches it: forward slashes, any case.
-func partKey(name string) string {
-	return strings.ToLower(strings.ReplaceAll(name, "\\", "/"))
+const (
+	sharedStringsPart = "xl/sharedStrings.xml"
+	officeDocumentRel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument"
+)
+
+// partName is a part's name as excelize keys it: forward slashes, and any
+// case for the two parts whose case it ignores.
+func partName(name string) string {
+	name = strings.ReplaceAll(name, "\\", "/")
+	switch strings.ToLower(name) {
+	case "xl/sharedstrings.xml":
+		return sharedStringsPart
+	case "[content_types].xml":
+		return "[Content_Types].xml"
+	}
+	return name
 }
 
-// worksheetParts finds the workbook's worksheets the way excelize does:
-// the workbook from the package relationships, its sheets from the
-// workbook's. ok is false when they cannot be read, or name a part the
-// package lacks.
+// worksheetParts finds the workbook's sheets as excelize does (getSheetMap):
+// the workbook is the package's first officeDocument, and each <sheet> of it
+// is the part its relationship id names, whatever the relationship's type.
+// ok is false when they cannot be read; excelize then reports the workbook.
 func worksheetParts(parts map[string]*zip.File) ([]*zip.File, bool) {
-	workbook := "xl/workbook.xml"
-	if rels, ok := readRels(parts["_rels/.rels"]); ok {
-		for _, r := range rels {
-			if strings.HasSuffix(r.Type, "/officeDocument") {
-				workbook = strings.TrimPrefix(r.Target, "/")
-			}
+	rootRels, ok := readRels(parts["_rels/.rels"])
+	if !ok {
+		return nil, false
+	}
+	workbook := ""
+	for _, r := range rootRels {
+		if r.Type == officeDocumentRel {
+			workbook = strings.TrimPrefix(r.Target, "/")
+			break
 		}
 	}
+	ids, ok := sheetRelIDs(parts[workbook])
+	if workbook == "" || !ok {
+		return nil, false
+	}
 	dir := path.Dir(workbook)
-	rels, ok := readRels(parts[partKey(path.Join(dir, "_rels", path.Base(workbook)+".rels"))])
+	rels, ok := readRels(parts[strings.TrimPrefix(path.Join(dir, "_rels", path.Base(workbook)+".rels"), "/")])
 	if !ok {
 		return nil, false
 	}
 	var sheets []*zip.File
-	for _, r := range rels {
-		if !strings.HasSuffix(r.Type, "/worksheet") || r.TargetMode == "External" {
-			continue
+	for _, id := range ids {
+		for _, r := range rels {
+			if r.ID != id {
+				continue
+			}
+			name := dir + "/" + r.Target
+			if strings.HasPrefix(r.Target, "/") {
+				name = r.Target
+			}
+			if f := parts[strings.TrimPrefix(strings.ReplaceAll(path.Clean(name), "\\", "/"), "/")]; f != nil {
+				sheets = append(sheets, f)
+			}
 		}
-		name := path.Join(dir, r.Target)
-		if strings.HasPrefix(r.Target, "/") {
-			name = strings.TrimPrefix(r.Target, "/")
-		}
-		f := parts[partKey(name)]
-		if f == nil {
-			return nil, false
-		}
-		sheets = append(sheets, f)
 	}
 	return sheets, true
 }
 
 type relationship struct {
+	ID         string `xml:"Id,attr"`
 	Type       string `xml:"Type,attr"`
 	Target     string `xml:"Target,attr"`
 	TargetMode string `xml:"TargetMode,attr"`
@@ -191,21 +212,37 @@ type relationship struct {
 
 // readRels reads a relationships part; checkParts has bounded its size.
 func readRels(f *zip.File) ([]relationship, bool) {
-	if f == nil {
-		return nil, false
-	}
-	rc, err := f.Open()
-	if err != nil {
-		return nil, false
-	}
-	defer rc.Close()
 	var rels struct {
 		Relationships []relationship `xml:"Relationship"`
 	}
-	if err := xml.NewDecoder(rc).Decode(&rels); err != nil {
-		return nil, false
+	return rels.Relationships, decodePart(f, &rels)
+}
+
+// sheetRelIDs reads the relationship ids of the workbook's sheets.
+func sheetRelIDs(f *zip.File) ([]string, bool) {
+	var wb struct {
+		Sheets []struct {
+			ID string `xml:"id,attr"` // r:id
+		} `xml:"sheets>sheet"`
 	}
-	return rels.Relationships, true
+	ok := decodePart(f, &wb)
+	ids := make([]string, len(wb.Sheets))
+	for i, s := range wb.Sheets {
+		ids[i] = s.ID
+	}
+	return ids, ok
+}
+
+func decodePart(f *zip.File, v any) bool {
+	if f == nil {
+		return false
+	}
+	rc, err := f.Open()
+	if err != nil {
+		return false
+	}
+	defer rc.Close()
+	return xml.NewDecoder(rc).Decode(v) == nil
 }
 
 // isUTF8Part tells a part in UTF-8 (the scanner's bytes are ASCII's) from
@@ -263,7 +300,9 @@ func readSharedStrings(f *zip.File, dir string) (*sstInfo, error) {
 	}
 	info := &sstInfo{}
 	s := newXMLScanner(rc, maxTagBytes)
-	depth, inSI := 0, false // depth inside an <si>
+	// outside: the depth of elements outside any <si> (the root's children
+	// are at 1); depth: inside the <si> being read.
+	outside, depth, inSI := 0, 0, false
 	for {
 		tok, raw, err := s.next()
 		if errors.Is(err, io.EOF) {
@@ -274,24 +313,38 @@ func readSharedStrings(f *zip.File, dir string) (*sstInfo, error) {
 			return nil, err
 		}
 		if !inSI {
-			if tok != tokStart && tok != tokEmpty {
+			switch tok {
+			case tokEnd:
+				outside--
+				continue
+			case tokStart, tokEmpty:
+			default:
 				continue
 			}
 			name := tagName(raw)
 			switch string(localName(name)) {
 			case "sst":
-				info.nsDecls = namespaceDecls(raw)
+				if outside == 0 {
+					info.nsDecls = namespaceDecls(raw)
+				}
 			case "si":
+				// excelize reads the table's direct children only.
+				if outside != 1 {
+					break
+				}
 				info.prefixed = info.prefixed || len(prefixOf(name)) > 0
 				if tok == tokEmpty {
-					err = w.end()
+					if err := w.end(); err != nil {
+						w.abort()
+						return nil, fmt.Errorf("rewrite workbook: %w", err)
+					}
 				} else {
 					inSI, depth = true, 0
 				}
+				continue
 			}
-			if err != nil {
-				w.abort()
-				return nil, fmt.Errorf("rewrite workbook: %w", err)
+			if tok == tokStart {
+				outside++
 			}
 			continue
 		}
@@ -369,9 +422,11 @@ func inlineSheet(w io.Writer, f *zip.File, sst *sstInfo) error {
 			continue
 		}
 		if tok == tokStart && bytes.Equal(localName(tagName(raw)), []byte("c")) {
-			if start, end, ok := tagAttr(raw, "t"); ok && string(raw[start:end]) == "s" {
-				c.start(raw)
+			if start, end, ok := cellType(raw); ok && start >= 0 {
+				c.start(raw, start, end)
 				continue
+			} else if !ok {
+				return errUnsupportedXML
 			}
 		}
 		if _, err := bw.Write(raw); err != nil {
@@ -384,6 +439,29 @@ func inlineSheet(w io.Writer, f *zip.File, sst *sstInfo) error {
 	return bw.Flush()
 }
 
+// cellType finds where a cell's type lies in its start tag when the type is
+// s (start is -1 for any other), as excelize reads it: the last attribute
+// whose local name is t, its value decoded. ok is false for a value the
+// rewrite does not decode.
+func cellType(tag []byte) (start, end int, ok bool) {
+	start, end = -1, -1
+	eachAttr(tag, func(name []byte, s, e int) bool {
+		if bytes.Equal(localName(name), []byte("t")) {
+			start, end = s, e
+		}
+		return true
+	})
+	switch {
+	case start < 0:
+		return -1, -1, true
+	case bytes.IndexByte(tag[start:end], '&') >= 0:
+		return -1, -1, false // t="&#115;": nobody writes it; excelize reads it
+	case string(tag[start:end]) != "s":
+		return -1, -1, true
+	}
+	return start, end, true
+}
+
 // elementStack holds the names of the elements open at a point of a part,
 // so that a damaged sheet (an end tag that closes another element, a part
 // that ends early) fails the import with a message: excelize's Rows() ends
@@ -394,9 +472,16 @@ type elementStack struct {
 	ends  []int
 }
 
+// maxDepth bounds how deep a sheet's elements nest: a real one goes about
+// eight deep, and each level costs the stack memory.
+const maxDepth = 1000
+
 func (st *elementStack) take(tok xmlToken, raw []byte) error {
 	switch tok {
 	case tokStart:
+		if len(st.ends) == maxDepth {
+			return fmt.Errorf("the sheet's XML nests elements more than %d deep", maxDepth)
+		}
 		st.names = append(st.names, tagName(raw)...)
 		st.ends = append(st.ends, len(st.names))
 	case tokEnd:
@@ -423,45 +508,72 @@ func (st *elementStack) start() int {
 func (st *elementStack) top() []byte { return st.names[st.start():st.ends[len(st.ends)-1]] }
 
 // sheetCell is a shared string cell being read: its start tag, its content
-// as it came, and where in the content its <v>…</v> lies.
+// as it came, and where in the content the <v>…</v> that excelize takes for
+// its value lies: the last one, at any depth except inside <f> or <is>
+// (cellXMLHandler decodes those whole), its text the character data
+// directly inside it.
 type sheetCell struct {
 	open         bool
 	tag          []byte
+	tStart, tEnd int // the type's value in tag
 	body         []byte
-	depth        int
-	inV          bool
-	hasV         bool
-	vStart, vEnd int
-	value        []byte // the text of <v>, undecoded
+	depth        int // of the element being read; the cell's children are at 1
+	skipDepth    int // inside an <f> or <is> opened at this depth, or 0
+	vDepth       int // inside the <v> opened at this depth, or 0
+	hasV, hasIS  bool
+	vStart, vEnd int    // the last <v>…</v> in body
+	value        []byte // its text, undecoded
 }
 
-func (c *sheetCell) start(tag []byte) {
-	*c = sheetCell{open: true, tag: append(c.tag[:0], tag...), body: c.body[:0], value: c.value[:0]}
+func (c *sheetCell) start(tag []byte, tStart, tEnd int) {
+	*c = sheetCell{open: true, tag: append(c.tag[:0], tag...), tStart: tStart, tEnd: tEnd, body: c.body[:0], value: c.value[:0]}
 }
 
 // take adds a token of the cell's content; the cell's end tag closes it.
 func (c *sheetCell) take(tok xmlToken, raw []byte) error {
-	switch {
-	case tok == tokEnd && c.depth == 0:
-		c.open = false
-		c.body = append(c.body, raw...) // </c>, kept at the end of body
-		return nil
-	case tok == tokStart && c.depth == 0 && bytes.Equal(localName(tagName(raw)), []byte("v")):
-		c.inV, c.hasV, c.vStart, c.value = true, true, len(c.body), c.value[:0]
-		c.depth++
-	case tok == tokEmpty && c.depth == 0 && bytes.Equal(localName(tagName(raw)), []byte("v")):
-		c.hasV, c.vStart, c.vEnd, c.value = true, len(c.body), len(c.body)+len(raw), c.value[:0]
-	case tok == tokStart:
-		c.depth++
-	case tok == tokEnd:
-		c.depth--
-		if c.inV && c.depth == 0 {
-			c.inV, c.vEnd = false, len(c.body)+len(raw)
+	switch tok {
+	case tokStart, tokEmpty:
+		if tok == tokStart {
+			c.depth++
 		}
-	case c.inV && c.depth == 1 && tok == tokText:
-		c.value = append(c.value, raw...)
-	case c.inV && c.depth == 1 && tok == tokCDATA:
-		c.value = append(c.value, raw...) // decoded with the rest
+		if c.skipDepth > 0 || c.vDepth > 0 {
+			break // inside an element decoded whole
+		}
+		switch string(localName(tagName(raw))) {
+		case "v":
+			c.hasV, c.vStart, c.value = true, len(c.body), c.value[:0]
+			if tok == tokStart {
+				c.vDepth = c.depth
+			} else {
+				c.vEnd = len(c.body) + len(raw)
+			}
+		case "is":
+			c.hasIS = true
+			fallthrough
+		case "f":
+			if tok == tokStart {
+				c.skipDepth = c.depth
+			}
+		}
+	case tokEnd:
+		// excelize ends the cell at the first end tag of its name outside
+		// what it decodes whole, however deep (<c><x><c></c>… ends there).
+		if c.depth == 0 || (c.skipDepth == 0 && c.vDepth == 0 && bytes.Equal(tagName(raw), tagName(c.tag))) {
+			c.open = false
+			c.body = append(c.body, raw...) // </c>, kept at the end of body
+			return nil
+		}
+		switch c.depth {
+		case c.vDepth:
+			c.vDepth, c.vEnd = 0, len(c.body)+len(raw)
+		case c.skipDepth:
+			c.skipDepth = 0
+		}
+		c.depth--
+	case tokText, tokCDATA:
+		if c.vDepth > 0 && c.depth == c.vDepth {
+			c.value = append(c.value, raw...) // decoded with the rest
+		}
 	}
 	if c.body = append(c.body, raw...); len(c.body) > maxTagBytes {
 		return errTokenTooLong
@@ -471,17 +583,21 @@ func (c *sheetCell) take(tok xmlToken, raw []byte) error {
 
 // write writes the cell, inlined when its index is in the table.
 func (c *sheetCell) write(w *bufio.Writer, sst *sstInfo) error {
+	if c.hasIS {
+		// A shared string cell with an inline string as well: excelize
+		// would read the table; two <is> it would merge.
+		return errUnsupportedXML
+	}
 	index, ok := c.index()
 	if !ok || index < 0 || index >= sst.table.n {
 		_, _ = w.Write(c.tag)
 		_, err := w.Write(c.body)
 		return err
 	}
-	start, end, _ := tagAttr(c.tag, "t")
 	prefix := prefixOf(tagName(c.tag))
-	_, _ = w.Write(c.tag[:start])
+	_, _ = w.Write(c.tag[:c.tStart])
 	_, _ = w.WriteString("inlineStr")
-	_, _ = w.Write(c.tag[end:])
+	_, _ = w.Write(c.tag[c.tEnd:])
 	_, _ = w.Write(c.body[:c.vStart])
 	_ = w.WriteByte('<')
 	_, _ = w.Write(prefix)
@@ -506,7 +622,7 @@ func (c *sheetCell) write(w *bufio.Writer, sst *sstInfo) error {
 // <v>, decoded and trimmed, and 0 when it is not a number; ok is false for
 // a cell without a value, which excelize reads as empty.
 func (c *sheetCell) index() (int, bool) {
-	if !c.hasV || c.inV {
+	if !c.hasV || c.vDepth > 0 {
 		return 0, false
 	}
 	v := string(c.value)

@@ -83,6 +83,71 @@ func TestInlinedSharedStringsReadAsExcelizeReadsThem(t *testing.T) {
 	}
 }
 
+// Well-formed oddities read as excelize reads them: comments that look
+// closed early, values nested where excelize still finds them, a prefixed
+// or encoded type, strings nested deeper than the table's children.
+func TestInlinedSharedStringsOddButWellFormed(t *testing.T) {
+	t.Parallel()
+	const strs = `<si><t>Account Number</t></si><si><t>Customer Email</t></si><si><t>7</t></si><si><t>a--b@example.com</t></si>`
+	sstOf := func(inner string) string { return `<sst xmlns="` + mainNS + `">` + inner + `</sst>` }
+	sheetOf := func(rows string) string {
+		return `<worksheet xmlns="` + mainNS + `"><sheetData><row r="1"><c t="s"><v>0</v></c><c t="s"><v>1</v></c></row>` + rows + `</sheetData></worksheet>`
+	}
+	const row2 = `<row r="2"><c t="s"><v>2</v></c><c t="s"><v>3</v></c></row>`
+	for _, tc := range []struct{ name, sheet, sst string }{
+		{"a table opening with <!-->", sheetOf(row2), sstOf(`<!--><si><t>hidden</t></si>-->` + strs)},
+		{"a sheet comment opening with <!-->", sheetOf(`<!--></x>-->` + row2), sstOf(strs)},
+		{"a cell inside a comment", sheetOf(row2 + `<!--><c t="s"><v>3</v></c>--><row r="3"><c t="s"><v>2</v></c><c t="s"><v>3</v></c></row>`), sstOf(strs)},
+		{"a processing instruction <?a?>", sheetOf(`<?a?>` + row2), sstOf(`<?b ?>` + strs)},
+		{"a value nested in another element", sheetOf(`<row r="2"><c t="s"><v>2</v></c><c t="s"><x><v>3</v></x></c></row>`), sstOf(strs)},
+		{"the last of two values", sheetOf(`<row r="2"><c t="s"><v>3</v><v>2</v></c><c t="s"><v>2</v><x><v>3</v></x></c></row>`), sstOf(strs)},
+		{"a value inside a formula", sheetOf(`<row r="2"><c t="s"><v>2</v></c><c t="s"><f><v>2</v></f><v>3</v></c></row>`), sstOf(strs)},
+		{"text nested in the value", sheetOf(`<row r="2"><c t="s"><v>2</v></c><c t="s"><v>3<x>1</x></v></c></row>`), sstOf(strs)},
+		{"a prefixed type", sheetOf(`<row r="2"><c t="s"><v>2</v></c><c xmlns:p="urn:p" p:t="s"><v>3</v></c></row>`), sstOf(strs)},
+		{"two types, the last one s", sheetOf(`<row r="2"><c t="s"><v>2</v></c><c xmlns:p="urn:p" t="n" p:t="s"><v>3</v></c></row>`), sstOf(strs)},
+		{"an encoded type", sheetOf(`<row r="2"><c t="s"><v>2</v></c><c t="&#115;"><v>3</v></c></row>`), sstOf(strs)},
+		{"a string nested below the table's children", sheetOf(row2), sstOf(`<x><si><t>hidden</t></si></x>` + strs)},
+	} {
+		inlined, kept, err1, err2 := readBothWays(t, handMade(t, tc.sheet, tc.sst), XLSXOptions{})
+		if err1 != nil || err2 != nil || len(kept) == 0 || !reflect.DeepEqual(inlined, kept) {
+			t.Errorf("%s:\ninlined  %+v %v\nexcelize %+v %v", tc.name, inlined, err1, kept, err2)
+		}
+	}
+}
+
+// A sheet whose relationship has another type than worksheet (a macro
+// sheet) is still a sheet to excelize, and so to the rewrite.
+func TestInlinedSharedStringsInAMacroSheet(t *testing.T) {
+	t.Parallel()
+	sst := `<sst xmlns="` + mainNS + `"><si><t>Account Number</t></si><si><t>Customer Email</t></si><si><t>7</t></si><si><t>a@example.com</t></si></sst>`
+	sheet := `<worksheet xmlns="` + mainNS + `"><sheetData><row r="1"><c t="s"><v>0</v></c><c t="s"><v>1</v></c></row><row r="2"><c t="s"><v>2</v></c><c t="s"><v>3</v></c></row></sheetData></worksheet>`
+	data := handMade(t, sheet, sst)
+	data = withPart(t, data, "xl/_rels/workbook.xml.rels", func(w io.Writer) {
+		_, _ = io.WriteString(w, `<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">`+
+			`<Relationship Id="rId1" Type="http://schemas.microsoft.com/office/2006/relationships/xlMacrosheet" Target="worksheets/sheet1.xml"/>`+
+			`<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles" Target="styles.xml"/>`+
+			`<Relationship Id="rId3" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/>`+
+			`</Relationships>`)
+	})
+	inlined, kept, err1, err2 := readBothWays(t, data, XLSXOptions{})
+	if err1 != nil || err2 != nil || len(inlined) != 1 || inlined[0].Email != "a@example.com" || !reflect.DeepEqual(inlined, kept) {
+		t.Fatalf("inlined %+v %v; excelize %+v %v", inlined, err1, kept, err2)
+	}
+}
+
+// Elements nested thousands deep (each level costs the check memory) fail
+// the file.
+func TestDeeplyNestedSheetFailsTheFile(t *testing.T) {
+	t.Parallel()
+	sst := `<sst xmlns="` + mainNS + `"><si><t>Account Number</t></si><si><t>Customer Email</t></si></sst>`
+	sheet := `<worksheet xmlns="` + mainNS + `"><sheetData><row r="1"><c t="s"><v>0</v></c><c t="s"><v>1</v></c></row></sheetData>` +
+		strings.Repeat("<a>", 5000) + strings.Repeat("</a>", 5000) + `</worksheet>`
+	_, err := readXLSX(t, handMade(t, sheet, sst), XLSXOptions{})
+	if !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), "deep") {
+		t.Fatalf("got %v", err)
+	}
+}
+
 // A workbook written with namespace prefixes (as the .NET Open XML SDK
 // does: x:c, x:v), its table under another prefix, reads the same.
 func TestInlinedSharedStringsWithNamespacePrefixes(t *testing.T) {
@@ -262,6 +327,7 @@ func FuzzInlinedSharedStrings(f *testing.F) {
 	f.Add(`<row r="2"><c r="A2" t="s"><v>2</v></c><c r="B2" t="s"><v>3</v></c></row>`, `<si><t>1</t></si><si><t>a@example.com</t></si>`)
 	f.Add(`<row><c t="s"><v> 3</v></c><c t='s'><f>x</f><v>2</v></c><c t="s"><v/></c></row>`, `<si><r><t>a</t></r><r><t>@b.c</t></r></si><si/>`)
 	f.Add(`<row r="2"><c t="s"><v><![CDATA[2]]></v></c><c t="s"><v>&#50;</v></c><!-- <c t="s"> --></row>`, `<si><t><![CDATA[</si>]]></t></si>`)
+	f.Add(`<!--><c t="s"><v>2</v></c>--><row><c t="s"><x><v>2</v></x></c><c p:t="s" xmlns:p="p"><v>3</v></c></row>`, `<!--><si/>--><x><si><t>y</t></si></x><si><t>z</t></si>`)
 	f.Fuzz(func(t *testing.T, rows, strs string) {
 		sheet := `<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="` + mainNS + `"><sheetData>` +
 			`<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>` + rows + `</sheetData></worksheet>`

@@ -131,10 +131,14 @@ func countTags(f *zip.File, match func(name []byte) bool, limit int) (int, error
 		if len(head) == 0 || head[0] == '/' || head[0] == '?' || head[0] == '!' {
 			continue
 		}
-		if end := bytes.IndexAny(head, " \t\r\n/>"); end >= 0 {
+		end := bytes.IndexAny(head, " \t\r\n/>")
+		if end >= 0 {
 			head = head[:end]
 		}
-		if match(head) {
+		// A name longer than the look-ahead is counted whatever it is: this
+		// counts toward limits, and x:si with a long enough prefix x is a
+		// shared string all the same.
+		if end < 0 || match(head) {
 			n++
 		}
 	}

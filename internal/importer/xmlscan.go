@@ -75,13 +75,13 @@ func (s *xmlScanner) next() (xmlToken, []byte, error) {
 	case '/':
 		return tokEnd, s.buf, s.readTag()
 	case '?':
-		return tokOther, s.buf, s.readUntil("?>")
+		return tokOther, s.buf, s.readUntil("<?", "?>")
 	case '!':
 		switch head, _ := s.r.Peek(8); {
 		case bytes.HasPrefix(head, []byte("!--")):
-			return tokOther, s.buf, s.readUntil("-->")
+			return tokOther, s.buf, s.readUntil("<!--", "-->")
 		case bytes.HasPrefix(head, []byte("![CDATA[")):
-			return tokCDATA, s.buf, s.readUntil("]]>")
+			return tokCDATA, s.buf, s.readUntil("<![CDATA[", "]]>")
 		}
 		return 0, nil, errUnsupportedXML
 	}
@@ -121,8 +121,12 @@ func (s *xmlScanner) readTag() error {
 }
 
 // readUntil reads to the end of a comment, CDATA section or processing
-// instruction.
-func (s *xmlScanner) readUntil(end string) error {
+// instruction. The end is not found inside the opening: "<!-->" is the
+// start of a comment, not all of one. Such a token is held whole, so a
+// comment or CDATA section longer than maxToken fails the part (none that
+// a spreadsheet program writes comes near it: a cell holds at most 32,767
+// characters).
+func (s *xmlScanner) readUntil(open, end string) error {
 	last := end[len(end)-1]
 	for {
 		chunk, err := s.r.ReadSlice(last)
@@ -132,8 +136,7 @@ func (s *xmlScanner) readUntil(end string) error {
 		if s.buf = append(s.buf, chunk...); len(s.buf) > s.maxToken {
 			return errTokenTooLong
 		}
-		// The opening "<!--" or "<?" must not count as part of the end.
-		if err == nil && len(s.buf) >= len(end)+2 && bytes.HasSuffix(s.buf, []byte(end)) {
+		if err == nil && len(s.buf) >= len(open)+len(end) && bytes.HasSuffix(s.buf, []byte(end)) {
 			return nil
 		}
 	}
