@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/xuri/excelize/v2"
 )
@@ -349,4 +350,46 @@ func FuzzInlinedSharedStrings(f *testing.F) {
 			t.Fatalf("inlined %+v %v\nexcelize %+v", inlined, err1, kept)
 		}
 	})
+}
+
+// excelLayout is a workbook of n rows laid out as Excel saves one: the
+// account number a number, the other three columns text in the shared
+// strings table (two distinct strings a row, one shared by all).
+func excelLayout(b testing.TB, n int) []byte {
+	b.Helper()
+	var sheet, sst bytes.Buffer
+	sheet.WriteString(`<worksheet xmlns="` + mainNS + `"><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c><c r="C1" t="s"><v>2</v></c><c r="D1" t="s"><v>3</v></c></row>`)
+	sst.WriteString(`<sst xmlns="` + mainNS + `"><si><t>Account Number</t></si><si><t>Customer Email</t></si><si><t>Customer First Name</t></si><si><t>Customer Last Name</t></si><si><t>Pat</t></si>`)
+	for i := range n {
+		r := i + 2
+		fmt.Fprintf(&sheet, `<row r="%d"><c r="A%d"><v>%d</v></c><c r="B%d" t="s"><v>%d</v></c><c r="C%d" t="s"><v>4</v></c><c r="D%d" t="s"><v>%d</v></c></row>`, r, r, 1_000_000+i, r, 5+2*i, r, r, 6+2*i)
+		fmt.Fprintf(&sst, `<si><t>contact%d@customer%d.example.com</t></si><si><t>Lee %d</t></si>`, i, i%977, i)
+	}
+	sheet.WriteString(`</sheetData></worksheet>`)
+	sst.WriteString(`</sst>`)
+	return handMade(b, sheet.String(), sst.String())
+}
+
+// BenchmarkXLSXSharedStrings reads an Excel-laid-out workbook with the
+// shared strings written into the cells (inlined) and through excelize's own
+// index of them (excelize), and prints the ratio:
+//
+//	go test -run '^$' -bench XLSXSharedStrings -benchtime 3x ./internal/importer
+func BenchmarkXLSXSharedStrings(b *testing.B) {
+	const n = 100_000
+	data := excelLayout(b, n)
+	var rates [2]float64
+	for i, keep := range []bool{false, true} {
+		start := time.Now()
+		for range b.N {
+			rows, err := readXLSX(b, data, XLSXOptions{keepSharedStrings: keep, TempDir: b.TempDir()})
+			if err != nil || len(rows) != n {
+				b.Fatalf("%d rows, %v", len(rows), err)
+			}
+		}
+		rates[i] = float64(n*b.N) / time.Since(start).Seconds()
+	}
+	b.ReportMetric(rates[0], "inlined_rows/s")
+	b.ReportMetric(rates[1], "excelize_rows/s")
+	b.ReportMetric(rates[0]/rates[1], "inlined/excelize")
 }
