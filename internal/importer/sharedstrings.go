@@ -28,12 +28,16 @@ type sharedStringsWriter struct {
 	scratch             [8]byte
 }
 
+// newSharedStringsWriter creates the table's files in dir. Their names
+// start as an upload spool's does (onboard-upload-), so that those a killed
+// worker leaves behind, customers' emails among them, are removed with the
+// spools when a worker or api starts.
 func newSharedStringsWriter(dir string) (*sharedStringsWriter, error) {
-	data, err := os.CreateTemp(dir, "onboard-sst-*")
+	data, err := os.CreateTemp(dir, "onboard-upload-sst-*")
 	if err != nil {
 		return nil, err
 	}
-	offsets, err := os.CreateTemp(dir, "onboard-sst-index-*")
+	offsets, err := os.CreateTemp(dir, "onboard-upload-sst-index-*")
 	if err != nil {
 		removeTemp(data)
 		return nil, err

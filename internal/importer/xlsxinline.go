@@ -66,7 +66,7 @@ func inlineSharedStrings(src string, o XLSXOptions) (string, error) {
 	}
 	defer sst.table.Close()
 
-	out, err := os.CreateTemp(o.TempDir, "onboard-inlined-*.xlsx")
+	out, err := os.CreateTemp(o.TempDir, "onboard-upload-inlined-*.xlsx")
 	if err != nil {
 		return "", fmt.Errorf("rewrite workbook: %w", err)
 	}
