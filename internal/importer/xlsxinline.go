@@ -145,6 +145,9 @@ func inlineError(err error) error {
 const (
 	sharedStringsPart = "xl/sharedStrings.xml"
 	officeDocumentRel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument"
+	// Strict Open XML (one of Excel's "Save as" types) names it so;
+	// excelize translates it to the other.
+	strictOfficeDocumentRel = "http://purl.oclc.org/ooxml/officeDocument/relationships/officeDocument"
 )
 
 // partName is a part's name as excelize keys it: forward slashes, and any
@@ -171,7 +174,7 @@ func worksheetParts(parts map[string]*zip.File) ([]*zip.File, bool) {
 	}
 	workbook := ""
 	for _, r := range rootRels {
-		if r.Type == officeDocumentRel {
+		if r.Type == officeDocumentRel || r.Type == strictOfficeDocumentRel {
 			workbook = strings.TrimPrefix(r.Target, "/")
 			break
 		}

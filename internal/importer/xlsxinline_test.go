@@ -214,11 +214,17 @@ func TestWhichWorkbooksAreRewritten(t *testing.T) {
 		{"a sheet declared in another encoding", handMade(t, `<?xml version="1.0" encoding="ISO-8859-1"?>`+sheet, sst), false},
 		{"a document type declaration", handMade(t, `<!DOCTYPE worksheet>`+sheet, sst), false},
 		{"no table", workbook(t, func(f *excelize.File) { _ = f.SetCellInt("Sheet1", "A1", 1) }), false},
+		{"Strict Open XML", withPart(t, saved, "_rels/.rels", func(w io.Writer) {
+			_, _ = io.WriteString(w, `<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://purl.oclc.org/ooxml/officeDocument/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>`)
+		}), true},
 	} {
 		path := writeTemp(t, tc.data)
 		out, err := inlineSharedStrings(path, XLSXOptions{UnzipSizeLimit: 1 << 30, TempDir: t.TempDir()})
 		if err != nil || (out != "") != tc.rewritten {
 			t.Errorf("%s: rewritten to %q, %v; want rewritten %v", tc.name, out, err, tc.rewritten)
+		}
+		if inlined, kept, err1, err2 := readBothWays(t, tc.data, XLSXOptions{}); !reflect.DeepEqual(inlined, kept) || (err1 == nil) != (err2 == nil) {
+			t.Errorf("%s: inlined %+v %v; excelize %+v %v", tc.name, inlined, err1, kept, err2)
 		}
 	}
 }
