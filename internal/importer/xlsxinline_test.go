@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -398,4 +399,17 @@ func BenchmarkXLSXSharedStrings(b *testing.B) {
 	b.ReportMetric(rates[0], "inlined_rows/s")
 	b.ReportMetric(rates[1], "excelize_rows/s")
 	b.ReportMetric(rates[0]/rates[1], "inlined/excelize")
+}
+
+// The workbooks other programs wrote with a shared strings table are read
+// through the rewrite, not left to excelize's index: their tests
+// (xlsx_programs_test.go, xlsx_libreoffice_test.go) test the rewrite.
+func TestWorkbooksOfOtherProgramsAreRewritten(t *testing.T) {
+	t.Parallel()
+	for _, name := range []string{"sheetjs-sst.xlsx", "exceljs.xlsx", "libreoffice.xlsx", "libreoffice-ooxml.xlsx"} {
+		out, err := inlineSharedStrings(filepath.Join("testdata", "workbooks", name), XLSXOptions{UnzipSizeLimit: 1 << 30, TempDir: t.TempDir()})
+		if err != nil || out == "" {
+			t.Errorf("%s: rewritten to %q, %v", name, out, err)
+		}
+	}
 }
