@@ -97,7 +97,7 @@ func (t *sharedStrings) writeTo(w io.Writer, i int) error {
 	}
 	start, end := binary.LittleEndian.Uint64(b[:8]), binary.LittleEndian.Uint64(b[8:])
 	if end < start {
-		return fmt.Errorf("shared string %d: damaged index", i)
+		return local(fmt.Errorf("shared string %d: damaged index", i))
 	}
 	return t.data.copyTo(w, int64(start), int64(end-start))
 }
@@ -147,7 +147,7 @@ func (b *blockFile) block(n int64) ([]byte, error) {
 	read, err := b.f.ReadAt(slot.data, n*blockSize)
 	if err != nil && err != io.EOF {
 		slot.n = -1
-		return nil, err
+		return nil, local(err)
 	}
 	slot.n, slot.data = n, slot.data[:read]
 	return slot.data, nil

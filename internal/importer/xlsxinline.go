@@ -68,7 +68,7 @@ func inlineSharedStrings(src string, o XLSXOptions) (string, error) {
 
 	out, err := os.CreateTemp(o.TempDir, "onboard-upload-inlined-*.xlsx")
 	if err != nil {
-		return "", fmt.Errorf("rewrite workbook: %w", err)
+		return "", local(err)
 	}
 	done := false
 	defer func() {
@@ -98,48 +98,86 @@ func inlineSharedStrings(src string, o XLSXOptions) (string, error) {
 					`<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="0" uniqueCount="0"/>`)
 			}
 			if err != nil {
-				return "", fmt.Errorf("rewrite workbook: %w", err)
+				return "", local(err)
 			}
 		case rewrite[f]:
 			// Stored, not compressed: the file lives only until excelize
 			// has read it.
 			w, err := zw.CreateHeader(&zip.FileHeader{Name: f.Name, Method: zip.Store, Modified: f.Modified})
 			if err != nil {
-				return "", fmt.Errorf("rewrite workbook: %w", err)
+				return "", local(err)
 			}
-			if err := inlineSheet(&budgetWriter{w: w, left: &budget}, f, sst); err != nil {
+			if err := inlineSheet(&budgetWriter{w: localWriter{w}, left: &budget}, f, sst); err != nil {
 				if errors.Is(err, errUnsupportedXML) {
 					return "", nil
 				}
 				return "", inlineError(err)
 			}
 		default:
-			if err := zw.Copy(f); err != nil {
+			if err := copyPart(zw, f); err != nil {
 				return "", inlineError(err)
 			}
 		}
 	}
 	if err := zw.Close(); err != nil {
-		return "", fmt.Errorf("rewrite workbook: %w", err)
+		return "", local(err)
 	}
 	if err := out.Close(); err != nil {
-		return "", fmt.Errorf("rewrite workbook: %w", err)
+		return "", local(err)
 	}
 	done = true
 	return out.Name(), nil
 }
 
 // inlineError tells a workbook that cannot be read (a file error for the
-// import) from a failure of the worker's own disk (retried).
+// import) from a failure of the worker's own temporary files (retried).
+// What reading the upload fails with is the upload's: archive/zip reads at
+// the offsets the zip claims, so a damaged one fails with an *os.PathError
+// ("negative offset") as a disk would.
 func inlineError(err error) error {
-	var pathErr *os.PathError
-	switch {
-	case errors.As(err, &pathErr):
-		return fmt.Errorf("rewrite workbook: %w", err)
-	case errors.Is(err, ErrFile):
+	var l localError
+	if errors.As(err, &l) || errors.Is(err, ErrFile) {
 		return err
 	}
 	return fileError("the workbook cannot be read (%v); save it again as .xlsx or .csv", err)
+}
+
+// localError is a failure of the worker's own temporary files: its disk,
+// not the upload.
+type localError struct{ err error }
+
+func (e localError) Error() string { return "rewrite workbook: " + e.err.Error() }
+func (e localError) Unwrap() error { return e.err }
+
+func local(err error) error {
+	if err == nil {
+		return nil
+	}
+	return localError{err}
+}
+
+// localWriter marks what writing to a temporary file fails with as local.
+type localWriter struct{ w io.Writer }
+
+func (l localWriter) Write(p []byte) (int, error) {
+	n, err := l.w.Write(p)
+	return n, local(err)
+}
+
+// copyPart copies a part of the upload as it is, compressed: zip.Writer's
+// Copy would not say which side failed.
+func copyPart(zw *zip.Writer, f *zip.File) error {
+	r, err := f.OpenRaw()
+	if err != nil {
+		return err
+	}
+	header := f.FileHeader
+	w, err := zw.CreateRaw(&header)
+	if err != nil {
+		return local(err)
+	}
+	_, err = io.Copy(localWriter{w}, r)
+	return err
 }
 
 const (
@@ -299,7 +337,7 @@ func readSharedStrings(f *zip.File, dir string) (*sstInfo, error) {
 	defer rc.Close()
 	w, err := newSharedStringsWriter(dir)
 	if err != nil {
-		return nil, fmt.Errorf("rewrite workbook: %w", err)
+		return nil, local(err)
 	}
 	info := &sstInfo{}
 	s := newXMLScanner(rc, maxTagBytes)
@@ -339,7 +377,7 @@ func readSharedStrings(f *zip.File, dir string) (*sstInfo, error) {
 				if tok == tokEmpty {
 					if err := w.end(); err != nil {
 						w.abort()
-						return nil, fmt.Errorf("rewrite workbook: %w", err)
+						return nil, local(err)
 					}
 				} else {
 					inSI, depth = true, 0
@@ -359,7 +397,7 @@ func readSharedStrings(f *zip.File, dir string) (*sstInfo, error) {
 				inSI = false
 				if err := w.end(); err != nil {
 					w.abort()
-					return nil, fmt.Errorf("rewrite workbook: %w", err)
+					return nil, local(err)
 				}
 				continue
 			}
@@ -367,7 +405,7 @@ func readSharedStrings(f *zip.File, dir string) (*sstInfo, error) {
 		}
 		if err := w.add(raw); err != nil {
 			w.abort()
-			return nil, fmt.Errorf("rewrite workbook: %w", err)
+			return nil, local(err)
 		}
 	}
 	if inSI {
@@ -375,7 +413,7 @@ func readSharedStrings(f *zip.File, dir string) (*sstInfo, error) {
 		return nil, io.ErrUnexpectedEOF
 	}
 	if info.table, err = w.finish(); err != nil {
-		return nil, fmt.Errorf("rewrite workbook: %w", err)
+		return nil, local(err)
 	}
 	return info, nil
 }

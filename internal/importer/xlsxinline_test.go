@@ -413,3 +413,16 @@ func TestWorkbooksOfOtherProgramsAreRewritten(t *testing.T) {
 		}
 	}
 }
+
+// A failure of the worker's own temporary files is retried (not a file
+// error); a zip whose entries point outside it is the upload's fault.
+func TestInlineErrorsTellTheUploadFromTheDisk(t *testing.T) {
+	t.Parallel()
+	saved := writeTemp(t, workbook(t, func(f *excelize.File) {
+		_ = f.SetSheetRow("Sheet1", "A1", &[]any{"Account Number", "Customer Email"})
+	}))
+	_, err := inlineSharedStrings(saved, XLSXOptions{UnzipSizeLimit: 1 << 30, TempDir: filepath.Join(t.TempDir(), "gone")})
+	if err == nil || errors.Is(err, ErrFile) {
+		t.Fatalf("temporary directory missing: %v, want an error to retry", err)
+	}
+}
