@@ -156,17 +156,31 @@ func local(err error) error {
 	return localError{err}
 }
 
-// localWriter marks what writing to a temporary file fails with as local.
+// localWriter marks what writing into the rewritten workbook fails with as
+// local when the file system said it; zip.Writer's own refusals (of a
+// header the upload brought) are the upload's.
 type localWriter struct{ w io.Writer }
 
 func (l localWriter) Write(p []byte) (int, error) {
 	n, err := l.w.Write(p)
-	return n, local(err)
+	return n, localIfFS(err)
+}
+
+func localIfFS(err error) error {
+	var pathErr *os.PathError
+	if errors.As(err, &pathErr) {
+		return local(err)
+	}
+	return err
 }
 
 // copyPart copies a part of the upload as it is, compressed: zip.Writer's
-// Copy would not say which side failed.
+// Copy would not say which side failed. A directory entry is left out
+// (excelize reads none; one carrying data zip.Writer refuses).
 func copyPart(zw *zip.Writer, f *zip.File) error {
+	if strings.HasSuffix(f.Name, "/") {
+		return nil
+	}
 	r, err := f.OpenRaw()
 	if err != nil {
 		return err
@@ -174,7 +188,7 @@ func copyPart(zw *zip.Writer, f *zip.File) error {
 	header := f.FileHeader
 	w, err := zw.CreateRaw(&header)
 	if err != nil {
-		return local(err)
+		return localIfFS(err)
 	}
 	_, err = io.Copy(localWriter{w}, r)
 	return err
