@@ -403,7 +403,7 @@ func BenchmarkXLSXSharedStrings(b *testing.B) {
 
 // The workbooks other programs wrote with a shared strings table are read
 // through the rewrite, not left to excelize's index: their tests
-// (xlsx_programs_test.go, xlsx_libreoffice_test.go) test the rewrite.
+// (TestWorkbooksOfOtherPrograms) test the rewrite.
 func TestWorkbooksOfOtherProgramsAreRewritten(t *testing.T) {
 	t.Parallel()
 	for _, name := range []string{"sheetjs-sst.xlsx", "exceljs.xlsx", "libreoffice.xlsx", "libreoffice-ooxml.xlsx"} {

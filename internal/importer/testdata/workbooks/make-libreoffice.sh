@@ -1,6 +1,6 @@
 #!/bin/sh
 # make-libreoffice.sh writes libreoffice.xlsx and libreoffice-ooxml.xlsx, read
-# by xlsx_libreoffice_test.go, from libreoffice.fods (a flat ODS file written
+# by xlsx_programs_test.go, from libreoffice.fods (a flat ODS file written
 # by hand: a Customers sheet whose A3 is the number 123 in format 000000, and
 # a second sheet, Notes). Needs LibreOffice (Debian: apt-get install
 # --no-install-recommends libreoffice-calc-nogui). Made with LibreOffice
@@ -11,7 +11,7 @@
 # libreoffice.xlsx is File > Save As "Excel 2007-365" (filter "Calc MS Excel
 # 2007 XML"), libreoffice-ooxml.xlsx "Office Open XML Spreadsheet" (filter
 # "Calc Office Open XML"). If the rows change, change the expectations in
-# xlsx_libreoffice_test.go too.
+# xlsx_programs_test.go too.
 set -eu
 dir=$(cd "$(dirname "$0")" && pwd)
 tmp=$(mktemp -d)
