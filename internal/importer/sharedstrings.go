@@ -3,6 +3,7 @@ package importer
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -66,14 +67,10 @@ func (w *sharedStringsWriter) end() error {
 	return w.writeOffset()
 }
 
-// finish returns the table to read; abort removes what was written.
+// finish returns the table to read; abort removes what was written (the
+// caller aborts a writer that did not finish).
 func (w *sharedStringsWriter) finish() (*sharedStrings, error) {
-	if err := w.dataBuf.Flush(); err != nil {
-		w.abort()
-		return nil, err
-	}
-	if err := w.offsetsBuf.Flush(); err != nil {
-		w.abort()
+	if err := errors.Join(w.dataBuf.Flush(), w.offsetsBuf.Flush()); err != nil {
 		return nil, err
 	}
 	return &sharedStrings{n: w.n, data: newBlockFile(w.data), offsets: newBlockFile(w.offsets)}, nil
@@ -162,7 +159,7 @@ func (b *blockFile) copyTo(w io.Writer, off, length int64) error {
 		}
 		data = data[min(off%blockSize, int64(len(data))):]
 		if len(data) == 0 {
-			return io.ErrUnexpectedEOF
+			return local(io.ErrUnexpectedEOF) // the table's own file is short
 		}
 		data = data[:min(int64(len(data)), length)]
 		if _, err := w.Write(data); err != nil {
@@ -176,10 +173,7 @@ func (b *blockFile) copyTo(w io.Writer, off, length int64) error {
 // readAt fills p from offset off.
 func (b *blockFile) readAt(p []byte, off int64) error {
 	buf := sliceWriter(p[:0])
-	if err := b.copyTo(&buf, off, int64(len(p))); err != nil {
-		return err
-	}
-	return nil
+	return b.copyTo(&buf, off, int64(len(p)))
 }
 
 type sliceWriter []byte

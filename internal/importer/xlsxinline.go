@@ -353,6 +353,12 @@ func readSharedStrings(f *zip.File, dir string) (*sstInfo, error) {
 	if err != nil {
 		return nil, local(err)
 	}
+	finished := false
+	defer func() {
+		if !finished {
+			w.abort()
+		}
+	}()
 	info := &sstInfo{}
 	s := newXMLScanner(rc, maxTagBytes)
 	// outside: the depth of elements outside any <si> (the root's children
@@ -364,7 +370,6 @@ func readSharedStrings(f *zip.File, dir string) (*sstInfo, error) {
 			break
 		}
 		if err != nil {
-			w.abort()
 			return nil, err
 		}
 		if !inSI {
@@ -390,7 +395,6 @@ func readSharedStrings(f *zip.File, dir string) (*sstInfo, error) {
 				info.prefixed = info.prefixed || len(prefixOf(name)) > 0
 				if tok == tokEmpty {
 					if err := w.end(); err != nil {
-						w.abort()
 						return nil, local(err)
 					}
 				} else {
@@ -410,7 +414,6 @@ func readSharedStrings(f *zip.File, dir string) (*sstInfo, error) {
 			if depth == 0 { // </si>
 				inSI = false
 				if err := w.end(); err != nil {
-					w.abort()
 					return nil, local(err)
 				}
 				continue
@@ -418,17 +421,16 @@ func readSharedStrings(f *zip.File, dir string) (*sstInfo, error) {
 			depth--
 		}
 		if err := w.add(raw); err != nil {
-			w.abort()
 			return nil, local(err)
 		}
 	}
 	if inSI {
-		w.abort()
 		return nil, io.ErrUnexpectedEOF
 	}
 	if info.table, err = w.finish(); err != nil {
 		return nil, local(err)
 	}
+	finished = true
 	return info, nil
 }
 
