@@ -29,7 +29,7 @@ import (
 // the worker's memory does not grow with it.
 //
 // It returns the rewritten workbook's path, or "" when there is nothing to
-// rewrite or the workbook is one the rewrite leaves to excelize as it is
+// rewrite (the sheets' XML is then checked, as rewriting checks it) or the workbook is one the rewrite leaves to excelize as it is
 // (parts in another encoding than UTF-8, a document type declaration, a
 // worksheet that cannot be found): those read as they always did. A
 // workbook whose inlined text would pass o.UnzipSizeLimit fails as a zip
@@ -44,13 +44,16 @@ func inlineSharedStrings(src string, o XLSXOptions) (string, error) {
 	for _, f := range z.File {
 		parts[partName(f.Name)] = f
 	}
-	sstPart := parts[sharedStringsPart]
-	if sstPart == nil {
-		return "", nil
-	}
 	sheets, ok := worksheetParts(parts)
 	if !ok {
 		return "", nil
+	}
+	sstPart := parts[sharedStringsPart]
+	if sstPart == nil {
+		// Nothing to rewrite, but the sheets are read through all the
+		// same, so that damage fails this workbook as it fails one with a
+		// table (elementStack).
+		return "", checkSheetsXML(sheets)
 	}
 	for _, f := range append([]*zip.File{sstPart}, sheets...) {
 		if utf8, err := isUTF8Part(f); err != nil || !utf8 {
@@ -494,6 +497,48 @@ func inlineSheet(w io.Writer, f *zip.File, sst *sstInfo) error {
 		return fmt.Errorf("the sheet's XML ends inside <%s>", open.top())
 	}
 	return bw.Flush()
+}
+
+// checkSheetsXML reads each worksheet of a workbook without a shared
+// strings table to its end, as inlineSheet does, and fails one whose XML is
+// damaged. A sheet inlineSharedStrings would leave to excelize (in another
+// encoding than UTF-8, with a document type declaration) is left to it.
+func checkSheetsXML(sheets []*zip.File) error {
+	for _, f := range sheets {
+		if utf8, err := isUTF8Part(f); err != nil || !utf8 {
+			continue
+		}
+		if err := checkSheetXML(f); err != nil && !errors.Is(err, errUnsupportedXML) {
+			return inlineError(err)
+		}
+	}
+	return nil
+}
+
+func checkSheetXML(f *zip.File) error {
+	rc, err := f.Open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	s := newXMLScanner(rc, maxTagBytes)
+	var open elementStack
+	for {
+		tok, raw, err := s.next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := open.take(tok, raw); err != nil {
+			return err
+		}
+	}
+	if len(open.ends) > 0 {
+		return fmt.Errorf("the sheet's XML ends inside <%s>", open.top())
+	}
+	return nil
 }
 
 // cellType finds where a cell's type lies in its start tag when the type is

@@ -167,19 +167,44 @@ func TestInlinedSharedStringsWithNamespacePrefixes(t *testing.T) {
 
 // A damaged sheet fails the file: excelize's Rows() ends at broken XML
 // without a word, which would have completed the import without the rows
-// after it.
+// after it. So it is with the text in a shared strings table and with the
+// text in the cells (no table: nothing is rewritten, the sheet is checked).
 func TestDamagedSheetFailsTheFile(t *testing.T) {
 	t.Parallel()
 	sst := `<sst xmlns="` + mainNS + `"><si><t>Account Number</t></si><si><t>Customer Email</t></si><si><t>7</t></si><si><t>a@example.com</t></si></sst>`
-	const header = `<worksheet xmlns="` + mainNS + `"><sheetData><row r="1"><c t="s"><v>0</v></c><c t="s"><v>1</v></c></row>`
-	for name, sheet := range map[string]string{
-		"cut short":           header + `<row r="2"><c t="s"><v>2</v></c><c t="s"><v>3</v></c></row><row r="3"><c t="s"><v>2</v>`,
-		"an end tag mismatch": header + `<row r="2"><c t="s"><v>2</v></c><c t="s"><v>3</c></v></row></sheetData></worksheet>`,
-		"an extra end tag":    header + `</row><row r="2"><c t="s"><v>2</v></c></row></sheetData></worksheet>`,
+	noTable := workbook(t, func(f *excelize.File) { _ = f.SetCellInt("Sheet1", "A1", 1) })
+	for _, layout := range []struct {
+		name string
+		// cells: the header's two cells and the row's; open: a cell cut
+		// short
+		header, row, open string
+		make              func(sheet string) []byte
+	}{
+		{"shared strings",
+			`<c t="s"><v>0</v></c><c t="s"><v>1</v></c>`, `<c t="s"><v>2</v></c><c t="s"><v>3</v></c>`, `<c t="s"><v>2</v>`,
+			func(sheet string) []byte { return handMade(t, sheet, sst) }},
+		{"inline strings",
+			`<c t="inlineStr"><is><t>Account Number</t></is></c><c t="inlineStr"><is><t>Customer Email</t></is></c>`,
+			`<c t="inlineStr"><is><t>7</t></is></c><c t="inlineStr"><is><t>a@example.com</t></is></c>`, `<c t="inlineStr"><is><t>7</t></is>`,
+			func(sheet string) []byte {
+				return withPart(t, noTable, "xl/worksheets/sheet1.xml", func(w io.Writer) { _, _ = io.WriteString(w, sheet) })
+			}},
 	} {
-		_, err := readXLSX(t, handMade(t, sheet, sst), XLSXOptions{})
-		if !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), "XML") {
-			t.Errorf("%s: %v", name, err)
+		header := `<worksheet xmlns="` + mainNS + `"><sheetData><row r="1">` + layout.header + `</row>`
+		row := `<row r="2">` + layout.row + `</row>`
+		for name, sheet := range map[string]string{
+			"cut short":           header + row + `<row r="3">` + layout.open,
+			"an end tag mismatch": header + row + `<row r="3">` + layout.open + `</row></c></sheetData></worksheet>`,
+			"an extra end tag":    header + `</row>` + row + `</sheetData></worksheet>`,
+		} {
+			_, err := readXLSX(t, layout.make(sheet), XLSXOptions{})
+			if !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), "XML") {
+				t.Errorf("%s, %s: %v", layout.name, name, err)
+			}
+		}
+		rows, err := readXLSX(t, layout.make(header+row+`</sheetData></worksheet>`), XLSXOptions{})
+		if err != nil || len(rows) != 1 || rows[0].AccountNumber != "7" || rows[0].Email != "a@example.com" {
+			t.Errorf("%s, undamaged: %+v %v", layout.name, rows, err)
 		}
 	}
 }
