@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/url"
@@ -33,7 +34,14 @@ type RedisCluster struct {
 	// (with TLS): a child process trusts it with SSL_CERT_FILE.
 	CAFile string
 	tls    *tls.Config // a client's, trusting CAFile
-	cmds   []*exec.Cmd
+	nodes  []clusterNode
+	logs   []*SyncBuffer
+}
+
+type clusterNode struct {
+	cmd    *exec.Cmd
+	bus    int           // the cluster bus's port
+	exited chan struct{} // closed once the process has exited and been waited for
 }
 
 // ClusterOptions configure StartRedisCluster.
@@ -62,7 +70,6 @@ func StartRedisCluster(t testing.TB, o ClusterOptions) *RedisCluster {
 	t.Cleanup(c.Stop)
 	dir := t.TempDir()
 	var tlsArgs, cliArgs []string
-	var logs []*SyncBuffer
 	if o.TLS {
 		var certFile, keyFile string
 		c.CAFile, certFile, keyFile, c.tls = writeCerts(t, dir)
@@ -71,38 +78,24 @@ func StartRedisCluster(t testing.TB, o ClusterOptions) *RedisCluster {
 		cliArgs = []string{"--tls", "--cacert", c.CAFile}
 	}
 	for range 3 {
-		// The cluster bus gets a free port of its own: the default, the
-		// port plus 10000, may be taken or above 65535.
-		port, bus := freePort(t), freePort(t)
-		listen := []string{"--port", strconv.Itoa(port)}
-		if o.TLS {
-			listen = append([]string{"--port", "0", "--tls-port", strconv.Itoa(port)}, tlsArgs...)
+		args := func(port, bus int) []string {
+			listen := []string{"--port", strconv.Itoa(port)}
+			if o.TLS {
+				listen = append([]string{"--port", "0", "--tls-port", strconv.Itoa(port)}, tlsArgs...)
+			}
+			args := append([]string{"--bind", "127.0.0.1",
+				"--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(bus),
+				"--cluster-config-file", filepath.Join(dir, "nodes-"+strconv.Itoa(port)+".conf"),
+				"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", dir}, listen...)
+			if o.Password != "" {
+				args = append(args, "--requirepass", o.Password)
+			}
+			if o.NodeTimeout > 0 {
+				args = append(args, "--cluster-node-timeout", strconv.FormatInt(o.NodeTimeout.Milliseconds(), 10))
+			}
+			return args
 		}
-		args := append([]string{"--bind", "127.0.0.1",
-			"--cluster-enabled", "yes", "--cluster-port", strconv.Itoa(bus),
-			"--cluster-config-file", filepath.Join(dir, "nodes-"+strconv.Itoa(port)+".conf"),
-			"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", dir}, listen...)
-		if o.Password != "" {
-			args = append(args, "--requirepass", o.Password)
-		}
-		if o.NodeTimeout > 0 {
-			args = append(args, "--cluster-node-timeout", strconv.FormatInt(o.NodeTimeout.Milliseconds(), 10))
-		}
-		cmd := exec.Command("redis-server", args...)
-		out := &SyncBuffer{}
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("testenv: start redis-server: %v", err)
-		}
-		c.cmds = append(c.cmds, cmd)
-		c.Ports = append(c.Ports, port)
-		logs = append(logs, out)
-	}
-	for i, addr := range c.Addrs() {
-		if err := waitPing(&redis.Options{Addr: addr, Password: o.Password, TLSConfig: c.tls}); err != nil {
-			// A redis-server before 7.0 stops at --cluster-port, and says so.
-			t.Fatalf("testenv: %v; its output:\n%s", err, logs[i].String())
-		}
+		c.startNode(t, args)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -123,11 +116,15 @@ func StartRedisCluster(t testing.TB, o ClusterOptions) *RedisCluster {
 
 	// Every node must agree before a client sees the cluster: all slots
 	// served and all masters known, or a client may be told CLUSTERDOWN
-	// or be sent to a node that has not heard of the others yet.
-	for _, addr := range c.Addrs() {
+	// or be sent to a node that has not heard of the others yet. A node
+	// that has not met every other one a while after the create is
+	// introduced again (CLUSTER MEET is idempotent): the create's meet
+	// goes over the cluster bus, which a loaded machine may time out.
+	for i, addr := range c.Addrs() {
 		rc := redis.NewClient(&redis.Options{Addr: addr, Password: o.Password, TLSConfig: c.tls})
 		var info string
 		deadline := time.Now().Add(30 * time.Second)
+		meetAgain := time.Now().Add(3 * time.Second)
 		for {
 			var err error
 			info, err = rc.ClusterInfo(ctx).Result()
@@ -137,13 +134,86 @@ func StartRedisCluster(t testing.TB, o ClusterOptions) *RedisCluster {
 			}
 			if time.Now().After(deadline) {
 				rc.Close()
-				t.Fatalf("testenv: the cluster node on %s is not ready (%v):\n%s", addr, err, info)
+				t.Fatalf("testenv: the cluster node on %s is not ready (%v):\n%s\nits output:\n%s", addr, err, info, c.logs[i].String())
+			}
+			if time.Now().After(meetAgain) {
+				for j := range c.Ports {
+					if j != i {
+						_ = rc.Do(ctx, "CLUSTER", "MEET", "127.0.0.1", c.Ports[j], c.nodes[j].bus).Err()
+					}
+				}
+				meetAgain = time.Now().Add(3 * time.Second)
 			}
 			time.Sleep(50 * time.Millisecond) // polling a forming cluster, not waiting for work
 		}
 		rc.Close()
 	}
 	return c
+}
+
+// startNode starts one node on free ports, its client port and its
+// cluster bus's (the default bus port, the port plus 10000, may be taken
+// or above 65535). freePort only finds ports that were free a moment ago,
+// and the other test processes start servers too, so the node must be
+// seen answering as itself (its process id) before it counts; a node that
+// could not bind its ports exits, and is started again on others.
+func (c *RedisCluster) startNode(t testing.TB, args func(port, bus int) []string) {
+	t.Helper()
+	var lastErr error
+	var out *SyncBuffer
+	for range 5 {
+		port, bus := freePort(t), freePort(t)
+		if port == bus {
+			continue
+		}
+		cmd := exec.Command("redis-server", args(port, bus)...)
+		out = &SyncBuffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("testenv: start redis-server: %v", err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		lastErr = waitOwnServer(&redis.Options{Addr: "127.0.0.1:" + strconv.Itoa(port), Password: c.Password, TLSConfig: c.tls}, cmd.Process.Pid, exited)
+		if lastErr == nil {
+			c.nodes = append(c.nodes, clusterNode{cmd: cmd, exited: exited, bus: bus})
+			c.Ports = append(c.Ports, port)
+			c.logs = append(c.logs, out)
+			return
+		}
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	// A redis-server before 7.0 stops at --cluster-port, and says so.
+	t.Fatalf("testenv: %v; its output:\n%s", lastErr, out.String())
+}
+
+// waitOwnServer waits until the redis-server at opt.Addr answers and is
+// the process pid, or that process has exited.
+func waitOwnServer(opt *redis.Options, pid int, exited <-chan struct{}) error {
+	rc := redis.NewClient(opt)
+	defer rc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		select {
+		case <-exited:
+			return fmt.Errorf("redis-server for %s exited", opt.Addr)
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		info, err := rc.Info(ctx, "server").Result()
+		cancel()
+		if err == nil {
+			if strings.Contains(info, "process_id:"+strconv.Itoa(pid)+"\r\n") {
+				return nil
+			}
+			return fmt.Errorf("another redis-server answers on %s", opt.Addr)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("redis-server on %s did not answer: %w", opt.Addr, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a starting server, not waiting for work
+	}
 }
 
 // Addrs are host:port of the nodes.
@@ -180,18 +250,17 @@ func (c *RedisCluster) Client(t testing.TB) *redis.ClusterClient {
 // StopNode kills node i, a master with no replica: once the others count it
 // failed (NodeTimeout), the cluster refuses every command (CLUSTERDOWN).
 func (c *RedisCluster) StopNode(i int) {
-	if cmd := c.cmds[i]; cmd.Process != nil && cmd.ProcessState == nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	}
+	n := c.nodes[i]
+	_ = n.cmd.Process.Kill()
+	<-n.exited
 }
 
 // Stop kills every node.
 func (c *RedisCluster) Stop() {
-	for i := range c.cmds {
+	for i := range c.nodes {
 		c.StopNode(i)
 	}
-	c.cmds = nil
+	c.nodes = nil
 }
 
 // EachRedis runs f twice, as parallel subtests: "server", on a redis-server

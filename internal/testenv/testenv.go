@@ -8,9 +8,12 @@ package testenv
 import (
 	"context"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,12 +92,39 @@ func (r *Redis) Stop() {
 
 func freePort(t testing.TB) int {
 	t.Helper()
+	// Below the ephemeral range when it can: a port the kernel hands out
+	// for :0 is also handed out for the outgoing connections of every
+	// process here, so one free a moment ago may be taken by the time the
+	// server it was found for binds it.
+	if low := ephemeralLow(); low > 10000 {
+		for range 100 {
+			port := 10000 + mathrand.IntN(low-10000)
+			if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+				ln.Close()
+				return port
+			}
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// ephemeralLow is the lowest port of Linux's ephemeral range, or 0.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) == 0 {
+		return 0
+	}
+	low, _ := strconv.Atoi(fields[0])
+	return low
 }
 
 // FreeAddr returns a loopback address with a port nobody listens on now.
