@@ -150,9 +150,11 @@ func (d *Deps) importReportMessage(ctx context.Context, tenant *store.Tenant, im
 // errAttachmentFull stops filling an attachment at its size limit.
 var errAttachmentFull = errors.New("attachment full")
 
-// attachmentCSVType is the type of the CSV attachments: the charset says
-// what the BOM does, for the mail clients that read it.
-const attachmentCSVType = "text/csv; charset=utf-8"
+// attachmentCSVType is the type of the CSV attachments, bare: SendGrid
+// refuses a type with parameters ("The attachment type cannot contain ';',
+// or CRLF characters") and adds the charset itself. The BOM says UTF-8 to
+// the programs that open the file.
+const attachmentCSVType = "text/csv"
 
 // utf8BOM starts each CSV attachment. Excel on Windows opens a CSV without
 // one in the system's ANSI code page, so Zoë and 山田 would show as mojibake,

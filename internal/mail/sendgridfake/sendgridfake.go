@@ -635,6 +635,9 @@ func parse(body []byte) (*request, []FieldError) {
 			if c.Type == "" || c.Value == "" {
 				add(fmt.Sprintf("content.%d", i), "The content value must be a string at least one character in length.")
 			}
+			if strings.ContainsAny(c.Type, ";\r\n") {
+				add(fmt.Sprintf("content.%d.type", i), "The content type cannot contain ';', or CRLF characters.")
+			}
 			if c.Type == "text/plain" && i != 0 {
 				add("content", "If present, text/plain content must be first, followed by any other content.")
 			}
@@ -646,6 +649,9 @@ func parse(body []byte) (*request, []FieldError) {
 		}
 		if _, err := base64.StdEncoding.DecodeString(a.Content); err != nil || a.Content == "" {
 			add(fmt.Sprintf("attachments.%d.content", i), "The attachment content must be base64 encoded.")
+		}
+		if strings.ContainsAny(a.Type, ";\r\n") {
+			add(fmt.Sprintf("attachments.%d.type", i), "The attachment type cannot contain ';', or CRLF characters.")
 		}
 	}
 	for k := range req.Headers {

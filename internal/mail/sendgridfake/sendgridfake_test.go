@@ -42,6 +42,8 @@ func TestValidateRefuses(t *testing.T) {
 		{"unknown field", `"subject":"s",`, `"subject":"s","subjekt":"x",`},
 		{"attachment not base64", `"subject":"s",`, `"subject":"s","attachments":[{"filename":"a.csv","content":"%%%"}],`},
 		{"attachment without filename", `"subject":"s",`, `"subject":"s","attachments":[{"content":"YQ=="}],`},
+		{"attachment type with a charset", `"subject":"s",`, `"subject":"s","attachments":[{"filename":"a.csv","type":"text/csv; charset=utf-8","content":"YQ=="}],`},
+		{"content type with a charset", `"type":"text/plain"`, `"type":"text/plain; charset=utf-8"`},
 		{"big substitutions", `"custom_args":{"invitation_id":"1"}`, `"custom_args":{"invitation_id":"1"},"substitutions":{"-k-":"` + strings.Repeat("x", 10001) + `"}`},
 	} {
 		body := strings.Replace(valid, tc.from, tc.to, 1)
