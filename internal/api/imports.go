@@ -109,7 +109,6 @@ func tooLarge(limit int64) error {
 type upload struct {
 	file        *os.File
 	size        int64
-	head        []byte
 	filename    string
 	contentType string
 	opts        map[string]string
@@ -211,12 +210,6 @@ func (s *Server) readPart(part *multipart.Part, u *upload, limit int64) error {
 	if n > limit {
 		return tooLarge(limit)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("spool upload: %w", err)
-	}
-	u.head = make([]byte, 8)
-	k, _ := io.ReadFull(f, u.head)
-	u.head = u.head[:k]
 	return nil
 }
 
@@ -287,9 +280,7 @@ func (s *Server) createImport(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The format is told from the content; a file that is neither fails its
 	// import with a message, like any other unreadable file.
-	if f, err := importer.Detect(u.head); err == nil {
-		im.Format = string(f)
-	}
+	im.Format = string(importer.Sniff(u.file, u.size))
 
 	job := jobs.NewImportProcess(tenant.ID.String(), im.ID.String())
 	err = s.DB.RunInTx(r.Context(), nil, func(ctx context.Context, tx bun.Tx) error {

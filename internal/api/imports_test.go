@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/csv"
@@ -134,6 +135,38 @@ func TestImportUploadHistoryAndFile(t *testing.T) {
 	for _, p := range []string{"", "/errors", "/file", "/errors?format=xlsx"} {
 		if r := e.call(other, "GET", "/v1/imports/"+firstID+p, ""); r.code != 404 {
 			t.Fatalf("other tenant GET %s: %d", p, r.code)
+		}
+	}
+}
+
+// A file that is neither CSV nor XLSX is accepted (its import fails saying
+// what it is) and labelled as neither: format null, served back as bytes.
+func TestImportUploadOfNeitherFormat(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, storetest.NewPostgres(t), false)
+	key := e.tenant("Parts")
+	for name, content := range map[string][]byte{
+		"scan.png":     []byte("\x89PNG\r\n\x1A\n\x00\x00\x00\rIHDR"),
+		"contract.pdf": []byte("%PDF-1.4\n%\xE2\xE3\xCF\xD3\n"),
+		"customers.csv.zip": func() []byte {
+			var b bytes.Buffer
+			zw := zip.NewWriter(&b)
+			w, _ := zw.Create("customers.csv")
+			_, _ = io.WriteString(w, "Account Number,Customer Email\n1,a@example.com\n")
+			_ = zw.Close()
+			return b.Bytes()
+		}(),
+	} {
+		up := e.upload(key, name, content)
+		if up.code != http.StatusAccepted || up.body["format"] != nil {
+			t.Fatalf("%s: %d %s", name, up.code, up.raw)
+		}
+		id := up.body["id"].(string)
+		if got := e.call(key, "GET", "/v1/imports/"+id, ""); got.body["format"] != nil {
+			t.Errorf("%s: %s", name, got.raw)
+		}
+		if file := e.call(key, "GET", "/v1/imports/"+id+"/file", ""); file.code != 200 || file.raw != string(content) || file.hdr.Get("Content-Type") != "application/octet-stream" {
+			t.Errorf("%s: file %d %q %v", name, file.code, file.raw, file.hdr)
 		}
 	}
 }

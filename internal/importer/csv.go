@@ -18,6 +18,23 @@ import (
 // sniffSize is how much of the file decides its encoding and delimiter.
 const sniffSize = 64 << 10
 
+// binaryHead tells a file that is not text from its first bytes (after a
+// UTF-16 byte order mark, which is text with NUL bytes): one with a NUL
+// byte, or one that starts as the files people upload by mistake do (a
+// PDF, an image, a compressed archive other than zip), which may not
+// show a NUL in the bytes read.
+func binaryHead(head []byte) bool {
+	if bytes.HasPrefix(head, []byte{0xFF, 0xFE}) || bytes.HasPrefix(head, []byte{0xFE, 0xFF}) {
+		return false
+	}
+	for _, magic := range []string{"%PDF-", "\x89PNG", "\xFF\xD8\xFF", "GIF8", "\x1F\x8B", "Rar!", "7z\xBC\xAF"} {
+		if bytes.HasPrefix(head, []byte(magic)) {
+			return true
+		}
+	}
+	return bytes.IndexByte(head, 0) >= 0
+}
+
 // MaxLineBytes bounds one line of a CSV file, so that a file with no line
 // breaks cannot hold the worker's memory.
 const MaxLineBytes = 1 << 20
@@ -62,7 +79,7 @@ func OpenCSV(src io.Reader) (*CSVReader, error) {
 	case bytes.HasPrefix(head, []byte{0xFF, 0xFE}), bytes.HasPrefix(head, []byte{0xFE, 0xFF}):
 		text = transform.NewReader(br, unicode.UTF16(unicode.BigEndian, unicode.ExpectBOM).NewDecoder())
 		enc = "UTF-16"
-	case bytes.IndexByte(head, 0) >= 0:
+	case binaryHead(head):
 		return nil, fileError("the file is neither CSV text nor XLSX")
 	case utf8.Valid(trimPartialRune(head)):
 		text, enc = br, "UTF-8"

@@ -5,6 +5,7 @@
 package importer
 
 import (
+	"archive/zip"
 	"bufio"
 	"errors"
 	"fmt"
@@ -148,6 +149,30 @@ func Open(src io.Reader, o XLSXOptions) (Reader, Format, error) {
 		return nil, format, err
 	}
 	return r, format, nil
+}
+
+// Sniff tells the format of an upload on disk, for its history: CSV, XLSX,
+// or "" for a file that is neither (a legacy .xls, an OpenDocument file, a
+// zip of other files, a PDF or another binary file), whose import fails
+// saying which. It reads what Open would, and no more than a zip's
+// directory.
+func Sniff(r io.ReaderAt, size int64) Format {
+	head := make([]byte, min(size, sniffSize))
+	n, _ := r.ReadAt(head, 0)
+	head = head[:n]
+	format, err := Detect(head)
+	switch {
+	case err != nil:
+		return ""
+	case format == FormatXLSX:
+		z, err := zip.NewReader(r, size)
+		if err != nil || checkZipIsWorkbook(z) != nil {
+			return ""
+		}
+	case binaryHead(head):
+		return ""
+	}
+	return format
 }
 
 // ErrFile marks a problem with the file as a whole: the import fails with

@@ -117,9 +117,6 @@ func OpenXLSX(src io.Reader, o XLSXOptions) (*XLSXReader, error) {
 		if strings.Contains(err.Error(), "unzip size exceeds") {
 			return nil, fileError("the workbook is larger than %d MiB when decompressed", o.UnzipSizeLimit>>20)
 		}
-		if isOpenDocument(tmp.Name()) {
-			return nil, fileError("OpenDocument spreadsheets (.ods) are not supported; save the file as .xlsx or .csv")
-		}
 		return nil, fileError("the workbook cannot be read (%v); save it again as .xlsx or .csv", err)
 	}
 	if err := showOnlyZeroPadding(f); err != nil {
@@ -320,26 +317,35 @@ func (r *XLSXReader) Close() error {
 	return errors.Join(err, r.f.Close())
 }
 
-// isOpenDocument tells an OpenDocument file (also a zip) by the mimetype
-// entry the format puts first.
-func isOpenDocument(path string) bool {
-	z, err := zip.OpenReader(path)
+// errOpenDocument fails an OpenDocument spreadsheet, which is a zip too.
+var errOpenDocument = fileError("OpenDocument spreadsheets (.ods) are not supported; save the file as .xlsx or .csv")
+
+// checkZipIsWorkbook fails a zip that holds no workbook: an OpenDocument
+// file (told by the mimetype entry its format puts first), or an archive of
+// other files (a CSV zipped to send it, say), which excelize would report
+// as a workbook missing its parts.
+func checkZipIsWorkbook(z *zip.Reader) error {
+	for _, f := range z.File {
+		if f.Name == "mimetype" && isOpenDocumentMimetype(f) {
+			return errOpenDocument
+		}
+	}
+	for _, f := range z.File {
+		name := strings.ToLower(strings.ReplaceAll(f.Name, "\\", "/"))
+		if name == "[content_types].xml" || strings.HasPrefix(name, "xl/") {
+			return nil
+		}
+	}
+	return fileError("the file is a zip archive, not an XLSX workbook; upload the .xlsx or .csv file itself")
+}
+
+func isOpenDocumentMimetype(f *zip.File) bool {
+	rc, err := f.Open()
 	if err != nil {
 		return false
 	}
-	defer z.Close()
-	for _, f := range z.File {
-		if f.Name != "mimetype" {
-			continue
-		}
-		rc, err := f.Open()
-		if err != nil {
-			return false
-		}
-		defer rc.Close()
-		head := make([]byte, 64)
-		n, _ := io.ReadFull(rc, head)
-		return bytes.HasPrefix(head[:n], []byte("application/vnd.oasis.opendocument"))
-	}
-	return false
+	defer rc.Close()
+	head := make([]byte, 64)
+	n, _ := io.ReadFull(rc, head)
+	return bytes.HasPrefix(head[:n], []byte("application/vnd.oasis.opendocument"))
 }

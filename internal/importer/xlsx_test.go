@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/xuri/excelize/v2"
+	"golang.org/x/text/encoding/unicode"
 )
 
 func workbook(t testing.TB, build func(f *excelize.File)) []byte {
@@ -439,4 +440,53 @@ func FuzzXLSX(f *testing.F) {
 			t.Fatalf("rewritten: %v; excelize read %+v", err, kept)
 		}
 	})
+}
+
+// The format an upload is labelled with (Sniff) and what reading it says
+// agree: a file that is neither CSV nor XLSX is labelled so and fails its
+// import naming what it is.
+func TestSniffLabelsWhatOpenReads(t *testing.T) {
+	t.Parallel()
+	zipOf := func(name, content string) []byte {
+		var b bytes.Buffer
+		zw := zip.NewWriter(&b)
+		w, _ := zw.Create(name)
+		_, _ = io.WriteString(w, content)
+		_ = zw.Close()
+		return b.Bytes()
+	}
+	const csvText = "Account Number,Customer Email\r\n1,a@example.com\r\n"
+	for _, tc := range []struct {
+		name   string
+		data   []byte
+		format Format
+		err    string // in Open's error; "" when it reads
+	}{
+		{"CSV", []byte(csvText), FormatCSV, ""},
+		{"CSV in UTF-16", utf16(t, csvText, unicode.LittleEndian), FormatCSV, ""},
+		{"XLSX", workbook(t, func(f *excelize.File) {
+			_ = f.SetSheetRow("Sheet1", "A1", &[]any{"Account Number", "Customer Email"})
+			_ = f.SetSheetRow("Sheet1", "A2", &[]any{1, "a@example.com"})
+		}), FormatXLSX, ""},
+		{"legacy xls", []byte{0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1}, "", ".xls"},
+		{"OpenDocument", zipOf("mimetype", "application/vnd.oasis.opendocument.spreadsheet"), "", ".ods"},
+		{"a zipped CSV", zipOf("customers.csv", csvText), "", "zip archive"},
+		{"a PDF", []byte("%PDF-1.4\n%\xE2\xE3\xCF\xD3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"), "", "neither CSV"},
+		{"a PNG", []byte("\x89PNG\r\n\x1A\n\x00\x00\x00\rIHDR"), "", "neither CSV"},
+		{"a gzip", []byte("\x1F\x8B\x08\x00\x00\x00\x00\x00"), "", "neither CSV"},
+	} {
+		if got := Sniff(bytes.NewReader(tc.data), int64(len(tc.data))); got != tc.format {
+			t.Errorf("%s: labelled %q, want %q", tc.name, got, tc.format)
+		}
+		r, _, err := Open(bytes.NewReader(tc.data), XLSXOptions{TempDir: t.TempDir()})
+		if r != nil {
+			r.Close()
+		}
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.err != "" && (!errors.Is(err, ErrFile) || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%s: %v, want a file error with %q", tc.name, err, tc.err)
+		}
+	}
 }

@@ -49,6 +49,9 @@ func checkParts(path string, o XLSXOptions) (sharedStrings int, err error) {
 		return 0, nil
 	}
 	defer z.Close()
+	if err := checkZipIsWorkbook(&z.Reader); err != nil {
+		return 0, err
+	}
 	var total, held uint64
 	for _, f := range z.File {
 		total += f.UncompressedSize64
