@@ -232,6 +232,9 @@ func TestValidationMessages(t *testing.T) {
 		{"duplicate account", `{"company_name":"A","account_number":"1","email":"new@example.com"}`, 409, "account_number", "Account Number already belongs to another customer"},
 		{"unknown field", `{"company_name":"A","account_number":"2","email":"x@example.com","colour":"red"}`, 400, "colour", `unknown field "colour"`},
 		{"bad status", `{"company_name":"A","account_number":"2","email":"x@example.com","status":"vip"}`, 422, "status", "status must be active, inactive or blacklisted"},
+		// Lengths are counted in characters, as an import counts them.
+		{"long name", `{"company_name":"A","account_number":"2","email":"x@example.com","first_name":"` + strings.Repeat("é", 101) + `"}`, 422, "first_name", "first_name must be at most 100 characters"},
+		{"long account", `{"company_name":"A","account_number":"` + strings.Repeat("7", 65) + `","email":"x@example.com"}`, 422, "account_number", "account_number must be at most 64 characters"},
 		{"trailing data", `{"company_name":"A","account_number":"2","email":"x@example.com"} {}`, 400, "", "request body has data after the JSON object"},
 		{"not json", `company_name=A`, 400, "", ""},
 		{"too large", `{"company_name":"` + strings.Repeat("a", 5000) + `"}`, 413, "", ""},
@@ -240,6 +243,12 @@ func TestValidationMessages(t *testing.T) {
 		if r.code != tc.status || r.errField("field") != tc.field || (tc.msg != "" && r.errField("message") != tc.msg) {
 			t.Errorf("%s: %d %s, want %d field %q message %q", tc.name, r.code, r.raw, tc.status, tc.field, tc.msg)
 		}
+	}
+	// 100 characters of two bytes each are a name of 100 characters.
+	accented := customer("4", "zoe@example.com", false)
+	accented["first_name"] = strings.Repeat("ë", 100)
+	if r := e.create(key, accented); r.code != 201 {
+		t.Fatalf("100 accented characters: %d %s", r.code, r.raw)
 	}
 	// An internationalised domain is fine (it goes to SendGrid as punycode).
 	if r := e.create(key, customer("3", "jurgen@bücher.example", false)); r.code != 201 {

@@ -46,8 +46,10 @@ func checkText(field, v string, max int) error {
 	switch {
 	case !utf8.ValidString(v):
 		return invalid(field, field+" must be UTF-8 text")
-	case len(v) > max:
-		return invalid(field, fmt.Sprintf("%s must be at most %d bytes", field, max))
+	case utf8.RuneCountInString(v) > max:
+		// Characters, as an import counts them: Zoë and 山田 are as long
+		// as Zoe and Yamada.
+		return invalid(field, fmt.Sprintf("%s must be at most %d characters", field, max))
 	case strings.ContainsAny(v, "\x00\r\n"):
 		return invalid(field, field+" must be one line of text")
 	}
@@ -79,14 +81,14 @@ func (req *createCustomerRequest) validate() ([]string, error) {
 		return nil, invalid("email", msgEmailInvalid)
 	}
 	for _, a := range accounts {
-		if err := checkText("account_number", a, 64); err != nil {
+		if err := checkText("account_number", a, importer.MaxAccountLen); err != nil {
 			return nil, err
 		}
 	}
 	for _, f := range []struct {
 		name, v string
 		max     int
-	}{{"company_name", req.CompanyName, 200}, {"first_name", req.FirstName, 100}, {"last_name", req.LastName, 100}, {"phone", req.Phone, 50}, {"ranking", string(req.Ranking), 50}} {
+	}{{"company_name", req.CompanyName, 200}, {"first_name", req.FirstName, importer.MaxNameLen}, {"last_name", req.LastName, importer.MaxNameLen}, {"phone", req.Phone, 50}, {"ranking", string(req.Ranking), 50}} {
 		if err := checkText(f.name, f.v, f.max); err != nil {
 			return nil, err
 		}
