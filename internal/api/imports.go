@@ -398,8 +398,8 @@ func (s *Server) importErrors(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	format := r.URL.Query().Get("format")
-	if format == "" && strings.Contains(r.Header.Get("Accept"), xlsxContentType) {
+	format := strings.ToLower(r.URL.Query().Get("format"))
+	if format == "" && acceptPrefers(r, xlsxContentType, "text/csv") {
 		format = "xlsx"
 	}
 	base := "import-" + im.ID.String() + "-errors"

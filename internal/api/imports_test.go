@@ -273,6 +273,21 @@ func TestImportErrorLogDownloads(t *testing.T) {
 	if r := e.call(key, "GET", "/v1/imports/"+id.String()+"/errors?format=pdf", ""); r.code != 400 {
 		t.Fatalf("format=pdf: %d", r.code)
 	}
+	// Accept chooses the XLSX log when it prefers it, by q-value.
+	const xlsxType = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+	for accept, want := range map[string]string{
+		xlsxType:                      xlsxType,
+		"text/csv;q=0.5, " + xlsxType: xlsxType,
+		xlsxType + ";q=0.1, text/csv": "text/csv; charset=utf-8",
+		xlsxType + ";q=0":             "text/csv; charset=utf-8",
+		"*/*":                         "text/csv; charset=utf-8",
+	} {
+		req, _ := http.NewRequest("GET", e.srv.URL+"/v1/imports/"+id.String()+"/errors", nil)
+		req.Header.Set("Accept", accept)
+		if r := e.do(key, req); r.code != 200 || r.hdr.Get("Content-Type") != want {
+			t.Errorf("Accept %q: %d %s, want %s", accept, r.code, r.hdr.Get("Content-Type"), want)
+		}
+	}
 }
 
 // An upload's form holds the file and a few options: a field of any other

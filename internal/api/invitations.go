@@ -36,8 +36,16 @@ func wantsCSV(r *http.Request) (bool, error) {
 	default:
 		return false, badRequest("format", "format must be json or csv")
 	}
-	csvQ, jsonQ := -1.0, -1.0 // -1: not listed
-	csvFirst := false
+	return acceptPrefers(r, "text/csv", "application/json"), nil
+}
+
+// acceptPrefers tells whether the request's Accept header prefers media
+// type a to b: a listed with a q-value above 0 and above b's, or equal to
+// it and listed first. Wildcards choose neither; the caller's default
+// stands.
+func acceptPrefers(r *http.Request, a, b string) bool {
+	aQ, bQ := -1.0, -1.0 // -1: not listed
+	aFirst := false
 	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
 		media, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 		if err != nil {
@@ -48,23 +56,23 @@ func wantsCSV(r *http.Request) (bool, error) {
 			q = v
 		}
 		switch media { // ParseMediaType lower-cases it
-		case "text/csv":
-			if csvQ < 0 {
-				csvQ, csvFirst = q, jsonQ < 0
+		case a:
+			if aQ < 0 {
+				aQ, aFirst = q, bQ < 0
 			}
-		case "application/json":
-			if jsonQ < 0 {
-				jsonQ = q
+		case b:
+			if bQ < 0 {
+				bQ = q
 			}
 		}
 	}
 	switch {
-	case csvQ <= 0:
-		return false, nil
-	case csvQ != jsonQ:
-		return csvQ > jsonQ, nil
+	case aQ <= 0:
+		return false
+	case aQ != bQ:
+		return aQ > bQ
 	}
-	return csvFirst, nil
+	return aFirst
 }
 
 func (s *Server) listInvitations(w http.ResponseWriter, r *http.Request) error {
