@@ -148,6 +148,12 @@ func checkDomain(domain string) (string, error) {
 		return "", invalid("domain longer than 253 octets")
 	}
 	labels := strings.Split(ascii, ".")
+	if len(labels) < 2 {
+		// RFC 5321 allows it, but no dotless domain takes mail from the
+		// Internet (ICANN bars them): a@localhost, or john@gmail with
+		// its .com forgotten, would be an invitation nobody receives.
+		return "", invalid("the domain has no dot")
+	}
 	for _, l := range labels {
 		if err := checkLabel(l); err != nil {
 			return "", err

@@ -78,7 +78,10 @@ func TestIsemailVector(t *testing.T) {
 				t.Errorf("test %s %q (%s) accepted, must be refused", tc.ID, addr, tc.Diagnosis)
 			}
 		case "ISEMAIL_VALID_CATEGORY":
-			if err != nil {
+			// test@io (a top-level domain with an MX record in 2011) is
+			// refused by our policy: a dotless domain is a typo
+			// (john@gmail) far more often than a mailbox.
+			if err != nil && !strings.Contains(err.Error(), "no dot") {
 				t.Errorf("test %s %q refused, must be accepted: %v", tc.ID, addr, err)
 			}
 		}
@@ -107,7 +110,9 @@ func TestPracticalPolicy(t *testing.T) {
 		{"jürgen@bücher.example", false},
 		{"日本@imp.example", false},
 		{"用户@例子.广告", false},
-		{"a@localhost", true},
+		{"a@localhost", false},
+		{"john@gmail", false},
+		{"a@b.co", true},
 		{"Jane <jane@example.com>", false},
 		{`"quoted"@example.com`, false},
 		{"jane(comment)@example.com", false},
