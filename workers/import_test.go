@@ -145,7 +145,7 @@ const mixedCSV = "Customer Email,Account #,First Name,Last Name,Notes\r\n" +
 	"eve@example.com,2000,Eve,,\r\n" + // 9 blacklisted customer's account
 	"fay@example.com,2001,Fay,,\r\n" + // 10 inactive customer's account
 	"gus@example.com,1001,Gus,,\r\n" + // 11 account of row 2
-	"hal@example.com,1012\r\n" + // 12 ragged
+	"hal@example.com,1012,Hal,,,Lee\r\n" + // 12 ragged: a value past the header
 	"\"ivy@example.com\",\"1013\",\"Ivy\nMarie\",\"=HYPERLINK(\"\"http://x\"\")\",\r\n" + // 13 good: a name with a line break, a formula
 	"jo@example.com,1014,Jo,,\r\n" // 14 good: row 13 is one spreadsheet row over two lines
 
@@ -160,7 +160,7 @@ var mixedCSVLog = []string{
 	"9|Account Number|" + importer.MsgAccountBlacklisted,
 	"10|Account Number|" + importer.MsgAccountInactive,
 	"11|Account Number|" + importer.MsgAccountRepeated,
-	"12||the row has 2 fields; the header has 5",
+	"12||the row has 6 fields; the header has 5",
 }
 
 func TestImportPartialSuccessLogsEveryBadRow(t *testing.T) {

@@ -35,6 +35,14 @@ func binaryHead(head []byte) bool {
 	return bytes.IndexByte(head, 0) >= 0
 }
 
+// markupHead tells HTML or XML (an HTML table saved as .xls, Excel 2003's
+// XML Spreadsheet, a flat OpenDocument file) from CSV: it starts with a
+// tag. No header row starts with "<".
+func markupHead(head []byte) bool {
+	head = bytes.TrimLeft(bytes.TrimPrefix(head, []byte{0xEF, 0xBB, 0xBF}), " \t\r\n")
+	return len(head) > 1 && head[0] == '<' && (head[1] == '!' || head[1] == '?' || head[1] >= 'A' && head[1] <= 'Z' || head[1] >= 'a' && head[1] <= 'z')
+}
+
 // MaxLineBytes bounds one line of a CSV file, so that a file with no line
 // breaks cannot hold the worker's memory.
 const MaxLineBytes = 1 << 20
@@ -48,9 +56,30 @@ type CSVReader struct {
 	// fallback decodes a field that is not UTF-8 in a file taken for UTF-8
 	// from its first bytes; nil when the encoding is certain.
 	fallback *charmap.Charmap
-	Encoding string
-	Delim    rune
+	// checkDecoded: the file is read as Windows-1252, and a field with
+	// U+FFFD held a byte Windows-1252 does not define.
+	checkDecoded bool
+	Encoding     string
+	Delim        rune
 }
+
+// hasWindows1252Undefined finds a byte Windows-1252 leaves undefined (the
+// decoder gives U+FFFD for them): a file that is not UTF-8 and has one is
+// in another encoding (Shift-JIS, the MS-DOS code pages of Excel's "CSV
+// (MS-DOS)"), and read as Windows-1252 its names would be garbled. Other
+// encodings (Windows-1250 or -1251) use no such byte and cannot be told
+// from Windows-1252 by their bytes.
+func hasWindows1252Undefined(b []byte) bool {
+	for _, c := range b {
+		switch c {
+		case 0x81, 0x8D, 0x8F, 0x90, 0x9D:
+			return true
+		}
+	}
+	return false
+}
+
+const msgNotWindows1252 = `the file is neither UTF-8 nor Windows-1252 text (it may be Shift-JIS, or an MS-DOS code page): save it as "CSV UTF-8 (Comma delimited)" and upload it again`
 
 // OpenCSV reads the header of a CSV upload and returns a reader of its rows.
 // Encodings: UTF-8 with or without BOM, UTF-16 with BOM, and for bytes that
@@ -73,6 +102,8 @@ func OpenCSV(src io.Reader) (*CSVReader, error) {
 		legacy, legacyName = charmap.Macintosh, "Mac Roman"
 	}
 	switch {
+	case markupHead(head):
+		return nil, fileError("the file is a web page or XML (what some programs' \"Export to Excel\" saves as .xls), not CSV or XLSX: open it in Excel and save it as .xlsx or .csv")
 	case bytes.HasPrefix(head, []byte{0xEF, 0xBB, 0xBF}):
 		_, _ = br.Discard(3)
 		text, enc = br, "UTF-8 (BOM)"
@@ -83,6 +114,8 @@ func OpenCSV(src io.Reader) (*CSVReader, error) {
 		return nil, fileError("the file is neither CSV text nor XLSX")
 	case utf8.Valid(trimPartialRune(head)):
 		text, enc = br, "UTF-8"
+	case legacy == charmap.Windows1252 && hasWindows1252Undefined(head):
+		return nil, fileError("%s", msgNotWindows1252)
 	default:
 		text, enc = transform.NewReader(br, legacy.NewDecoder()), legacyName
 	}
@@ -127,8 +160,11 @@ func OpenCSV(src io.Reader) (*CSVReader, error) {
 	}
 	line, _ := cr.FieldPos(0)
 	r := &CSVReader{r: cr, cols: cols, lastRow: line, Encoding: enc, Delim: delim}
-	if enc == "UTF-8" {
+	switch enc {
+	case "UTF-8":
 		r.fallback = legacy
+	case "Windows-1252":
+		r.checkDecoded = true
 	}
 	r.lastEnd = line + newlines(header)
 	return r, nil
@@ -174,9 +210,44 @@ func (r *CSVReader) Next() (Row, error) {
 		if blank(rec) {
 			continue
 		}
-		storable(rec, r.fallback)
-		return r.cols.row(r.lastRow, rec), nil
+		if !storable(rec, r.fallback, r.checkDecoded) {
+			return Row{}, fileError("row %d: %s", r.lastRow, msgNotWindows1252)
+		}
+		row := r.cols.row(r.lastRow, rec)
+		if err := r.unclosedQuote(rec); err != nil {
+			row.Err = err
+		}
+		return row, nil
 	}
+}
+
+// MsgUnclosedQuote is the row error of a field that holds the rows after
+// it: a quotation mark opened in it is never closed.
+const MsgUnclosedQuote = `a quotation mark (") in this row is not closed, so the rows below it were read into this row; remove the quotation mark or close it`
+
+// unclosedQuote finds a field that swallowed rows. A field that starts
+// with a quotation mark runs to the next one, across line breaks, so one
+// left open (Robert "Bob, in a name) takes the rows after it, up to the
+// next quotation mark or the end of the file, into that field: without a
+// word they would be neither imported nor in the error log. A line inside
+// a field with at least as many delimiters as a row has is taken for such
+// a row: a line break in a real value (an address on two lines) does not
+// bring a whole row's delimiters with it.
+func (r *CSVReader) unclosedQuote(rec []string) *FieldError {
+	if r.cols.nHeader < 2 {
+		return nil
+	}
+	for i, f := range rec {
+		_, rest, more := strings.Cut(f, "\n")
+		for more {
+			var line string
+			line, rest, more = strings.Cut(rest, "\n")
+			if strings.Count(line, string(r.Delim)) >= r.cols.nHeader-1 {
+				return &FieldError{Field: r.cols.nameOf(i), Message: MsgUnclosedQuote}
+			}
+		}
+	}
+	return nil
 }
 
 // Close releases nothing for CSV; it makes CSVReader a Reader.
@@ -186,20 +257,30 @@ func (r *CSVReader) Close() error { return nil }
 // UTF-8, no NUL. In a file taken for UTF-8 (guessed from its first 64 KiB),
 // a field that is not UTF-8 is read again with the fallback: an Excel CSV
 // whose first accented letter comes later; otherwise (a file with a UTF-8
-// BOM) such bytes become U+FFFD.
-func storable(rec []string, fallback *charmap.Charmap) {
+// BOM) such bytes become U+FFFD. It is false when a field decoded from
+// Windows-1252 (the whole file, when checkDecoded, or a field read with
+// the fallback) held a byte that encoding does not define.
+func storable(rec []string, fallback *charmap.Charmap, checkDecoded bool) bool {
+	ok := true
 	for i, f := range rec {
+		if checkDecoded && strings.ContainsRune(f, utf8.RuneError) {
+			ok = false
+		}
 		if !utf8.ValidString(f) {
 			if fallback == nil {
 				f = strings.ToValidUTF8(f, "\uFFFD")
 			} else if s, err := fallback.NewDecoder().String(f); err == nil {
 				f = s
+				if fallback == charmap.Windows1252 && strings.ContainsRune(s, utf8.RuneError) {
+					ok = false
+				}
 			} else {
 				f = strings.ToValidUTF8(f, "\uFFFD")
 			}
 		}
 		rec[i] = strings.ReplaceAll(f, "\x00", "")
 	}
+	return ok
 }
 
 func blank(rec []string) bool {
@@ -233,8 +314,10 @@ func trimPartialRune(b []byte) []byte {
 }
 
 // detectDelimiter counts comma, semicolon and tab outside quotes on the
-// first line and takes the most frequent (comma on a tie).
+// first line that is not blank (the header: blank lines above it are
+// skipped) and takes the most frequent (comma on a tie).
 func detectDelimiter(sample []byte) rune {
+	sample = bytes.TrimLeft(sample, " \r\n")
 	counts := map[rune]int{}
 	inQuotes := false
 	for _, c := range string(sample) {

@@ -3,6 +3,7 @@ package importer
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/charmap"
+	"golang.org/x/text/encoding/japanese"
 	"golang.org/x/text/encoding/unicode"
 )
 
@@ -86,6 +88,104 @@ func TestEncodingsDelimitersAndLineEndings(t *testing.T) {
 		}
 		if len(rows) != 2 || rows[0] != (Row{Number: 2, AccountNumber: "145722", Email: "jose@example.com", FirstName: "José", LastName: "Müller"}) || rows[1].Number != 3 {
 			t.Errorf("%s: %+v", tc.name, rows)
+		}
+	}
+}
+
+// Excel writes a CSV's rows with no delimiters for the empty cells at
+// their end, past the first rows of the sheet: such a row is whole, its
+// last cells empty.
+func TestExcelRowsWithoutTrailingDelimiters(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString("Account Number,Customer Email,Customer First Name,Customer Last Name\r\n")
+	for i := 0; i < 16; i++ {
+		fmt.Fprintf(&b, "%d,u%d@example.com,Ann,Lee\r\n", 100+i, i)
+	}
+	for i := 16; i < 20; i++ {
+		fmt.Fprintf(&b, "%d,u%d@example.com,Bob\r\n", 100+i, i)
+	}
+	b.WriteString("120,u20@example.com\r\n")
+	rows, err := readAll(t, []byte(b.String()))
+	if err != nil || len(rows) != 21 {
+		t.Fatalf("%d rows, %v", len(rows), err)
+	}
+	for _, r := range rows {
+		if r.Err != nil || len(Validate(r)) > 0 {
+			t.Errorf("row %d: %+v %v", r.Number, r, Validate(r))
+		}
+	}
+	if r := rows[17]; r.FirstName != "Bob" || r.LastName != "" {
+		t.Errorf("short row: %+v", r)
+	}
+}
+
+// A blank line above the header does not hide its delimiter.
+func TestDelimiterOfAHeaderBelowBlankLines(t *testing.T) {
+	t.Parallel()
+	for name, data := range map[string][]byte{
+		"semicolon":   []byte("\r\nAccount Number;Customer Email;Customer First Name\r\n1;a@example.com;Ann, Jr.\r\n"),
+		"utf-16 tabs": utf16(t, "\r\n\r\nAccount Number\tCustomer Email\tCustomer First Name\r\n1\ta@example.com\tAnn, Jr.\r\n", unicode.LittleEndian),
+	} {
+		rows, err := readAll(t, data)
+		if err != nil || len(rows) != 1 || rows[0].Email != "a@example.com" || rows[0].FirstName != "Ann, Jr." {
+			t.Errorf("%s: %+v %v", name, rows, err)
+		}
+	}
+}
+
+// A quotation mark left open takes the rows after it into one field; the
+// row says so instead of the import completing without them.
+func TestUnclosedQuoteFailsItsRow(t *testing.T) {
+	t.Parallel()
+	const header = "Account Number,Customer Email,Customer First Name,Customer Last Name\r\n"
+	for name, tc := range map[string]struct {
+		data  string
+		field string
+	}{
+		"in the last column, to the end of the file": {header +
+			"1,a@example.com,Bud,\"Smith\r\n2,b@example.com,Ann,Lee\r\n3,c@example.com,Cy,Dee\r\n", ColLastName},
+		"in a name, closed by a later quote": {header +
+			"1,a@example.com,\"Robert \"Bob,Smith\r\n2,b@example.com,Ann,Lee\r\n3,c@example.com,\"Cy\",Dee\r\n", ColFirstName},
+		"in a column onboard does not read": {"Account Number,Customer Email,Notes\r\n" +
+			"1,a@example.com,\"call first\r\n2,b@example.com,ok\r\n", ""},
+	} {
+		rows, err := readAll(t, []byte(tc.data))
+		if err != nil || len(rows) == 0 {
+			t.Fatalf("%s: %+v %v", name, rows, err)
+		}
+		if e := rows[0].Err; e == nil || e.Message != MsgUnclosedQuote || e.Field != tc.field {
+			t.Errorf("%s: %+v", name, rows[0])
+		}
+	}
+	// A line break in a value, quoted as it should be, is not one.
+	rows, err := readAll(t, []byte("Account Number,Customer Email,Address\r\n1,a@example.com,\"12 Main St,\r\nSpringfield\"\r\n2,b@example.com,x\r\n"))
+	if err != nil || len(rows) != 2 || rows[0].Err != nil {
+		t.Errorf("a two-line address: %+v %v", rows, err)
+	}
+}
+
+// A file in an encoding that is neither UTF-8 nor Windows-1252, but has
+// bytes Windows-1252 leaves undefined, fails instead of importing garbled
+// names. In Shift-JIS such a byte leads the full-width space and the long
+// vowel mark (山田　太郎, タロー); a name without one cannot be told.
+func TestOtherLegacyEncodingsFailTheFile(t *testing.T) {
+	t.Parallel()
+	const text = "Account Number,Customer Email,Customer First Name\r\n1,a@example.com,山田　太郎\r\n"
+	sjis, err := japanese.ShiftJIS.NewEncoder().Bytes([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dos, err := charmap.CodePage850.NewEncoder().Bytes([]byte("Account Number,Customer Email,Customer First Name\r\n1,a@example.com,Müller\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Past the first 64 KiB, which decide the encoding.
+	late := append([]byte("Account Number,Customer Email,Customer First Name\r\n"+strings.Repeat("1,a@example.com,Ann\r\n", 4000)), dos[len("Account Number,Customer Email,Customer First Name\r\n"):]...)
+	for name, data := range map[string][]byte{"Shift-JIS": sjis, "MS-DOS (850)": dos, "MS-DOS after 64 KiB": late} {
+		_, err := readAll(t, data)
+		if !errors.Is(err, ErrFile) || !strings.Contains(err.Error(), "CSV UTF-8") {
+			t.Errorf("%s: %v", name, err)
 		}
 	}
 }
@@ -201,7 +301,7 @@ func TestRowNumbersAsASpreadsheetShowsThem(t *testing.T) {
 		"\n" + // row 3, blank
 		"2,b@example.com,B\n" + // row 4
 		",,\n" + // row 5, blank cells
-		"3,c@example.com\n" + // row 6, ragged
+		"3,c@example.com\n" + // row 6, short: its last cell is empty
 		"4,d@example.com,D,extra\n" + // row 7, ragged with a value past the header
 		"5,e@example.com,E,\n" // row 8, an empty trailing field is fine
 	rows, err := readAll(t, []byte(data))
@@ -211,7 +311,7 @@ func TestRowNumbersAsASpreadsheetShowsThem(t *testing.T) {
 	want := []struct {
 		n      int
 		ragged bool
-	}{{2, false}, {4, false}, {6, true}, {7, true}, {8, false}}
+	}{{2, false}, {4, false}, {6, false}, {7, true}, {8, false}}
 	if len(rows) != len(want) {
 		t.Fatalf("%d rows: %+v", len(rows), rows)
 	}

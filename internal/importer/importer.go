@@ -153,7 +153,8 @@ func Open(src io.Reader, o XLSXOptions) (Reader, Format, error) {
 
 // Sniff tells the format of an upload on disk, for its history: CSV, XLSX,
 // or "" for a file that is neither (a legacy .xls, an OpenDocument file, a
-// zip of other files, a PDF or another binary file), whose import fails
+// zip of other files, a PDF or another binary file, HTML or XML), whose
+// import fails
 // saying which. It reads what Open would, and no more than a zip's
 // directory.
 func Sniff(r io.ReaderAt, size int64) Format {
@@ -169,7 +170,7 @@ func Sniff(r io.ReaderAt, size int64) Format {
 		if err != nil || checkZipIsWorkbook(z) != nil {
 			return ""
 		}
-	case binaryHead(head):
+	case binaryHead(head), markupHead(head):
 		return ""
 	}
 	return format
@@ -224,6 +225,16 @@ func fold(h string) string {
 type columns struct {
 	index   map[string]int
 	nHeader int
+}
+
+// nameOf is the template column of field i, or "" for another column.
+func (c columns) nameOf(i int) string {
+	for col, j := range c.index {
+		if j == i {
+			return col
+		}
+	}
+	return ""
 }
 
 func mapHeader(header []string) (columns, error) {
@@ -294,14 +305,14 @@ func (c columns) row(number int, rec []string) Row {
 	}
 	r.AccountNumber, r.Email = get(ColAccountNumber), get(ColEmail)
 	r.FirstName, r.LastName = get(ColFirstName), get(ColLastName)
-	if len(rec) < c.nHeader {
-		r.Err = &FieldError{Message: fmt.Sprintf("the row has %d fields; the header has %d", len(rec), c.nHeader)}
-	} else {
-		for _, extra := range rec[c.nHeader:] {
-			if strings.TrimSpace(extra) != "" {
-				r.Err = &FieldError{Message: fmt.Sprintf("the row has %d fields; the header has %d", len(rec), c.nHeader)}
-				break
-			}
+	// A row with fewer fields than the header has its last cells empty:
+	// Excel writes no delimiters for empty cells at the end of a row after
+	// the first few rows of a CSV. One with more, not empty, has cells
+	// that belong to no column: its values may be in the wrong columns.
+	for i := c.nHeader; i < len(rec); i++ {
+		if strings.TrimSpace(rec[i]) != "" {
+			r.Err = &FieldError{Message: fmt.Sprintf("the row has %d fields; the header has %d", len(rec), c.nHeader)}
+			break
 		}
 	}
 	return r

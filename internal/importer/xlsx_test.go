@@ -474,6 +474,8 @@ func TestSniffLabelsWhatOpenReads(t *testing.T) {
 		{"a PDF", []byte("%PDF-1.4\n%\xE2\xE3\xCF\xD3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"), "", "neither CSV"},
 		{"a PNG", []byte("\x89PNG\r\n\x1A\n\x00\x00\x00\rIHDR"), "", "neither CSV"},
 		{"a gzip", []byte("\x1F\x8B\x08\x00\x00\x00\x00\x00"), "", "neither CSV"},
+		{"an HTML table saved as .xls", []byte("\xEF\xBB\xBF<html><body><table><tr><td>Account Number</td></tr></table></body></html>"), "", "web page or XML"},
+		{"Excel 2003 XML", []byte("<?xml version=\"1.0\"?>\r\n<Workbook xmlns=\"urn:schemas-microsoft-com:office:spreadsheet\">"), "", "web page or XML"},
 	} {
 		if got := Sniff(bytes.NewReader(tc.data), int64(len(tc.data))); got != tc.format {
 			t.Errorf("%s: labelled %q, want %q", tc.name, got, tc.format)
