@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"unicode/utf8"
 
@@ -216,10 +217,17 @@ func (r *CSVReader) Next() (Row, error) {
 		row := r.cols.row(r.lastRow, rec)
 		if err := r.unclosedQuote(rec); err != nil {
 			row.Err = err
+		} else if row.Err == nil && excelExponent.MatchString(row.AccountNumber) {
+			row.Err = &FieldError{Field: ColAccountNumber, Message: MsgAccountRounded}
 		}
 		return row, nil
 	}
 }
+
+// excelExponent is how Excel writes a number of more than 11 digits in a
+// General cell to CSV: rounded to six digits, 1.23457E+15. No account
+// number is written so; the digits of the one typed are gone.
+var excelExponent = regexp.MustCompile(`^[0-9]\.[0-9]+E\+[0-9]+$`)
 
 // MsgUnclosedQuote is the row error of a field that holds the rows after
 // it: a quotation mark opened in it is never closed.

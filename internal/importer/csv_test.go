@@ -120,6 +120,23 @@ func TestExcelRowsWithoutTrailingDelimiters(t *testing.T) {
 	}
 }
 
+// An account number Excel wrote to CSV in its exponent form lost its
+// digits: the row fails rather than invite the wrong account. A value only
+// like it (letters, or digits in another form) is an account number.
+func TestExcelExponentAccountInCSV(t *testing.T) {
+	t.Parallel()
+	rows, err := readAll(t, []byte("Account Number,Customer Email\r\n1.23457E+15,a@example.com\r\n1E5X,b@example.com\r\n12345678901234567,c@example.com\r\n"))
+	if err != nil || len(rows) != 3 {
+		t.Fatalf("%+v %v", rows, err)
+	}
+	if e := rows[0].Err; e == nil || e.Message != MsgAccountRounded || e.Field != ColAccountNumber {
+		t.Errorf("exponent: %+v", rows[0])
+	}
+	if rows[1].Err != nil || rows[2].Err != nil {
+		t.Errorf("accounts: %+v %+v", rows[1], rows[2])
+	}
+}
+
 // A blank line above the header does not hide its delimiter.
 func TestDelimiterOfAHeaderBelowBlankLines(t *testing.T) {
 	t.Parallel()
