@@ -124,19 +124,14 @@ func OpenXLSX(src io.Reader, o XLSXOptions) (*XLSXReader, error) {
 		return nil, fileError("the workbook's styles cannot be read (%v); save it again as .xlsx or .csv", err)
 	}
 	r := &XLSXReader{f: f}
-	var header []string
 	if o.Sheet != "" {
-		header, err = r.openSheet(o.Sheet)
+		err = r.openSheet(o.Sheet)
 	} else {
-		header, err = r.openFirstSheet()
+		err = r.openFirstSheet()
 	}
 	if err != nil {
 		r.Close()
-		return nil, err
-	}
-	if r.cols, err = mapHeader(header); err != nil {
-		r.Close()
-		if others := r.otherSheets(); len(others) > 0 {
+		if others := r.otherSheets(); errors.Is(err, errNoHeader) && len(others) > 0 {
 			return nil, fmt.Errorf("%w (read sheet %q; the workbook also has %s: name the sheet to read with the sheet field)", err, r.sheet, strings.Join(others, ", "))
 		}
 		return nil, err
@@ -144,41 +139,74 @@ func OpenXLSX(src io.Reader, o XLSXOptions) (*XLSXReader, error) {
 	return r, nil
 }
 
-// openSheet starts reading the named sheet and returns its header row.
-func (r *XLSXReader) openSheet(name string) ([]string, error) {
+// errNoHeader marks the error of a sheet whose first row is not a header
+// (mapHeader's), whose message names the workbook's other sheets.
+var errNoHeader = errors.New("no header")
+
+type noHeaderError struct{ err error }
+
+func (e noHeaderError) Error() string   { return e.err.Error() }
+func (e noHeaderError) Unwrap() []error { return []error{e.err, errNoHeader} }
+
+// openSheet starts reading the named sheet, past its header.
+func (r *XLSXReader) openSheet(name string) error {
 	idx, err := r.f.GetSheetIndex(name)
 	if err != nil || idx < 0 {
-		return nil, fileError("the workbook has no sheet named %q (it has: %s)", name, strings.Join(r.f.GetSheetList(), ", "))
+		return fileError("the workbook has no sheet named %q (it has: %s)", name, strings.Join(r.f.GetSheetList(), ", "))
 	}
 	if err := r.startRows(r.f.GetSheetName(idx)); err != nil {
-		return nil, err
+		return err
 	}
 	header, err := r.nextRecord()
 	if errors.Is(err, io.EOF) {
-		return nil, fileError("sheet %q is empty", r.sheet)
+		return fileError("sheet %q is empty", r.sheet)
 	}
-	return header, err
+	if err != nil {
+		return err
+	}
+	if r.cols, err = mapHeader(header); err != nil {
+		return noHeaderError{err}
+	}
+	return nil
 }
 
-// openFirstSheet starts reading the first sheet the user can see that holds
-// anything, and returns its header row. Hidden sheets are where workbooks keep
-// lists for drop-downs and lookups; an empty "Sheet1" left before the data is
-// as common.
-func (r *XLSXReader) openFirstSheet() ([]string, error) {
+// openFirstSheet starts reading the first sheet the user can see whose
+// first row is a header, past that row. Hidden sheets are where workbooks
+// keep lists for drop-downs and lookups; an empty "Sheet1" left before the
+// data is as common, and so is a cover sheet ("Instructions", "Export
+// Summary") before it. When no sheet has a header, the error is the first
+// sheet's with anything in it.
+func (r *XLSXReader) openFirstSheet() error {
+	var firstErr error
+	first := ""
 	for _, name := range r.f.GetSheetList() {
 		if visible, err := r.f.GetSheetVisible(name); err != nil || !visible {
 			continue
 		}
 		if err := r.startRows(name); err != nil {
-			return nil, err
+			return err
 		}
 		header, err := r.nextRecord()
 		if errors.Is(err, io.EOF) {
 			continue
 		}
-		return header, err
+		if err != nil {
+			return err
+		}
+		cols, err := mapHeader(header)
+		if err == nil {
+			r.cols = cols
+			return nil
+		}
+		if firstErr == nil {
+			firstErr, first = err, name
+		}
 	}
-	return nil, fileError("the file is empty")
+	if firstErr == nil {
+		return fileError("the file is empty")
+	}
+	r.sheet = first
+	return noHeaderError{firstErr}
 }
 
 func (r *XLSXReader) startRows(sheet string) error {
