@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -389,6 +390,59 @@ func TestImportXLSXWithNumericAccounts(t *testing.T) {
 	}
 	if log := errorLog(t, f.db, im); !slices.Equal(log, []string{"4|Account Number|" + importer.MsgAccountRepeated}) {
 		t.Fatalf("log %q", log)
+	}
+}
+
+// A workbook as an ERP exports one: a cover sheet first, then the data,
+// where a date, a 16-digit account typed into a number cell and the same
+// digits typed as text sit in the account column.
+func TestImportXLSXCoverSheetDatesAndLongNumbers(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	withDispatcher(t, f)
+	x := excelize.NewFile()
+	defer x.Close()
+	_ = x.SetSheetName("Sheet1", "Export Summary")
+	_ = x.SetSheetRow("Export Summary", "A1", &[]any{"Exported from the ERP", "4 customers"})
+	_, _ = x.NewSheet("Customers")
+	for i, row := range [][]any{
+		{"Account Number", "Customer Email", "Customer First Name"},
+		{time.Date(2024, 1, 2, 0, 0, 0, 0, time.UTC), "d1@example.com", "Dee"},
+		{1234567890123450, "d2@example.com", "Long"},
+		{"1234567890123456", "d3@example.com", "Text"},
+		{145722, "d4@example.com", time.Date(1990, 2, 3, 0, 0, 0, 0, time.UTC)},
+		{145723, "d5@example.com", "Fine"},
+	} {
+		cell, _ := excelize.CoordinatesToCellName(1, i+1)
+		if err := x.SetSheetRow("Customers", cell, &row); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := x.Write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	im := f.upload(t, buf.Bytes(), func(im *store.Import) { im.Filename = "export.xlsx" })
+	if err := f.importNow(t, im); err != nil {
+		t.Fatal(err)
+	}
+	got := f.reloadImport(t, im)
+	log := errorLog(t, f.db, im)
+	if got.Status != store.ImportCompleted || got.Succeeded != 2 || got.Failed != 3 {
+		t.Fatalf("import %+v, log %q", got, log)
+	}
+	want := []string{
+		"2|Account Number|Account Number is a date in the file; format the column as text and enter it again",
+		"3|Account Number|" + importer.MsgAccountRounded,
+		"5|Customer First Name|Customer First Name is a date in the file; format the column as text and enter it again",
+	}
+	if !slices.Equal(log, want) {
+		t.Fatalf("log %q", log)
+	}
+	for _, acct := range []string{"1234567890123456", "145723"} {
+		if _, err := store.CustomerByAccount(context.Background(), f.db, f.tenant.ID, acct); err != nil {
+			t.Fatalf("account %s: %v", acct, err)
+		}
 	}
 }
 

@@ -85,6 +85,25 @@ type Row struct {
 	// Err is a problem with the row's shape (a ragged row); the row is still
 	// returned so that it is logged, never silently dropped.
 	Err *FieldError
+
+	// cellErrs are problems of a field's cell in a workbook, by template
+	// column (a formula's error value, a date, an account number that lost
+	// digits as a number): such a field is not judged by its value too.
+	cellErrs [4]string
+}
+
+// set sets the field of a template column.
+func (r *Row) set(col, v string) {
+	switch col {
+	case ColAccountNumber:
+		r.AccountNumber = v
+	case ColEmail:
+		r.Email = v
+	case ColFirstName:
+		r.FirstName = v
+	case ColLastName:
+		r.LastName = v
+	}
 }
 
 // Values are the row's values in template column order.
@@ -99,20 +118,27 @@ func Validate(r Row) []FieldError {
 	if r.Err != nil {
 		errs = append(errs, *r.Err)
 	}
+	for i, m := range r.cellErrs {
+		if m != "" {
+			errs = append(errs, FieldError{TemplateHeader[i], m})
+		}
+	}
 	switch {
+	case r.cellErrs[0] != "":
 	case r.AccountNumber == "":
 		errs = append(errs, FieldError{ColAccountNumber, MsgAccountEmpty})
 	case utf8.RuneCountInString(r.AccountNumber) > MaxAccountLen:
 		errs = append(errs, FieldError{ColAccountNumber, fmt.Sprintf("Account Number must be at most %d characters", MaxAccountLen)})
 	}
 	switch {
+	case r.cellErrs[1] != "":
 	case r.Email == "":
 		errs = append(errs, FieldError{ColEmail, MsgEmailEmpty})
 	case emailaddr.Validate(r.Email) != nil:
 		errs = append(errs, FieldError{ColEmail, MsgEmailInvalid})
 	}
-	for _, f := range [...]struct{ col, v string }{{ColFirstName, r.FirstName}, {ColLastName, r.LastName}} {
-		if utf8.RuneCountInString(f.v) > MaxNameLen {
+	for i, f := range [...]struct{ col, v string }{{ColFirstName, r.FirstName}, {ColLastName, r.LastName}} {
+		if r.cellErrs[2+i] == "" && utf8.RuneCountInString(f.v) > MaxNameLen {
 			errs = append(errs, FieldError{f.col, fmt.Sprintf("%s must be at most %d characters", f.col, MaxNameLen)})
 		}
 	}

@@ -61,13 +61,24 @@ const (
 	DefaultUnzipXMLSizeLimit = 1 << 20
 )
 
-// XLSXReader streams the rows of one sheet with excelize's Rows iterator.
+// XLSXReader streams the rows of one sheet with excelize's Rows iterator,
+// and the types of its cells beside it (cellTypes).
 type XLSXReader struct {
 	f     *excelize.File
 	sheet string
 	rows  *excelize.Rows
 	cols  columns
 	n     int
+
+	// upload is the spooled upload, kept open (and on disk) while the
+	// sheet is read: cellTypes reads the sheet's XML from it.
+	upload     *os.File
+	parts      []namedPart // the upload's worksheets, by name
+	dates      []bool      // by style: a date or time format (dateStyles)
+	date1904   bool
+	types      *cellTypes
+	typed      []typedCell // the current row's cells with a value
+	typesKnown bool        // typed holds what the current row's cells are
 }
 
 // OpenXLSX reads a workbook upload. excelize needs random access, so the
@@ -84,7 +95,12 @@ func OpenXLSX(src io.Reader, o XLSXOptions) (*XLSXReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool workbook: %w", err)
 	}
-	defer os.Remove(tmp.Name())
+	keepUpload := false // until the reader's Close
+	defer func() {
+		if !keepUpload {
+			os.Remove(tmp.Name())
+		}
+	}()
 	if _, err := io.Copy(tmp, src); err != nil {
 		tmp.Close()
 		return nil, fmt.Errorf("spool workbook: %w", err)
@@ -119,24 +135,29 @@ func OpenXLSX(src io.Reader, o XLSXOptions) (*XLSXReader, error) {
 		}
 		return nil, fileError("the workbook cannot be read (%v); save it again as .xlsx or .csv", err)
 	}
-	if err := showOnlyZeroPadding(f); err != nil {
+	r := &XLSXReader{f: f}
+	dates, err := showOnlyZeroPadding(f)
+	if err != nil {
 		f.Close()
 		return nil, fileError("the workbook's styles cannot be read (%v); save it again as .xlsx or .csv", err)
 	}
-	r := &XLSXReader{f: f}
-	var header []string
+	r.dates = dates
+	if props, err := f.GetWorkbookProps(); err == nil && props.Date1904 != nil {
+		r.date1904 = *props.Date1904
+	}
+	if err := r.openUpload(tmp.Name()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	keepUpload = true
 	if o.Sheet != "" {
-		header, err = r.openSheet(o.Sheet)
+		err = r.openSheet(o.Sheet)
 	} else {
-		header, err = r.openFirstSheet()
+		err = r.openFirstSheet()
 	}
 	if err != nil {
 		r.Close()
-		return nil, err
-	}
-	if r.cols, err = mapHeader(header); err != nil {
-		r.Close()
-		if others := r.otherSheets(); len(others) > 0 {
+		if others := r.otherSheets(); errors.Is(err, errNoHeader) && len(others) > 0 {
 			return nil, fmt.Errorf("%w (read sheet %q; the workbook also has %s: name the sheet to read with the sheet field)", err, r.sheet, strings.Join(others, ", "))
 		}
 		return nil, err
@@ -144,41 +165,114 @@ func OpenXLSX(src io.Reader, o XLSXOptions) (*XLSXReader, error) {
 	return r, nil
 }
 
-// openSheet starts reading the named sheet and returns its header row.
-func (r *XLSXReader) openSheet(name string) ([]string, error) {
+// openUpload keeps the spooled upload open for cellTypes, and finds its
+// worksheets. A workbook whose sheets cannot be found this way is read
+// without its cells' types.
+func (r *XLSXReader) openUpload(name string) error {
+	upload, err := os.Open(name)
+	if err != nil {
+		return fmt.Errorf("open spooled workbook: %w", err)
+	}
+	r.upload = upload
+	info, err := upload.Stat()
+	if err != nil {
+		return nil
+	}
+	z, err := zip.NewReader(upload, info.Size())
+	if err != nil {
+		return nil
+	}
+	parts := map[string]*zip.File{}
+	for _, f := range z.File {
+		parts[partName(f.Name)] = f
+	}
+	r.parts, _ = namedWorksheetParts(parts)
+	return nil
+}
+
+// sheetPart is the part excelize reads for a sheet (getSheetXMLPath: the
+// name in any case), or nil when it is not one alone.
+func (r *XLSXReader) sheetPart(sheet string) *zip.File {
+	var found *zip.File
+	for _, p := range r.parts {
+		if strings.EqualFold(p.name, sheet) {
+			if found != nil && found != p.part {
+				return nil
+			}
+			found = p.part
+		}
+	}
+	return found
+}
+
+// errNoHeader marks the error of a sheet whose first row is not a header
+// (mapHeader's), whose message names the workbook's other sheets.
+var errNoHeader = errors.New("no header")
+
+type noHeaderError struct{ err error }
+
+func (e noHeaderError) Error() string   { return e.err.Error() }
+func (e noHeaderError) Unwrap() []error { return []error{e.err, errNoHeader} }
+
+// openSheet starts reading the named sheet, past its header.
+func (r *XLSXReader) openSheet(name string) error {
 	idx, err := r.f.GetSheetIndex(name)
 	if err != nil || idx < 0 {
-		return nil, fileError("the workbook has no sheet named %q (it has: %s)", name, strings.Join(r.f.GetSheetList(), ", "))
+		return fileError("the workbook has no sheet named %q (it has: %s)", name, strings.Join(r.f.GetSheetList(), ", "))
 	}
 	if err := r.startRows(r.f.GetSheetName(idx)); err != nil {
-		return nil, err
+		return err
 	}
 	header, err := r.nextRecord()
 	if errors.Is(err, io.EOF) {
-		return nil, fileError("sheet %q is empty", r.sheet)
+		return fileError("sheet %q is empty", r.sheet)
 	}
-	return header, err
+	if err != nil {
+		return err
+	}
+	if r.cols, err = mapHeader(header); err != nil {
+		return noHeaderError{err}
+	}
+	return nil
 }
 
-// openFirstSheet starts reading the first sheet the user can see that holds
-// anything, and returns its header row. Hidden sheets are where workbooks keep
-// lists for drop-downs and lookups; an empty "Sheet1" left before the data is
-// as common.
-func (r *XLSXReader) openFirstSheet() ([]string, error) {
+// openFirstSheet starts reading the first sheet the user can see whose
+// first row is a header, past that row. Hidden sheets are where workbooks
+// keep lists for drop-downs and lookups; an empty "Sheet1" left before the
+// data is as common, and so is a cover sheet ("Instructions", "Export
+// Summary") before it. When no sheet has a header, the error is the first
+// sheet's with anything in it.
+func (r *XLSXReader) openFirstSheet() error {
+	var firstErr error
+	first := ""
 	for _, name := range r.f.GetSheetList() {
 		if visible, err := r.f.GetSheetVisible(name); err != nil || !visible {
 			continue
 		}
 		if err := r.startRows(name); err != nil {
-			return nil, err
+			return err
 		}
 		header, err := r.nextRecord()
 		if errors.Is(err, io.EOF) {
 			continue
 		}
-		return header, err
+		if err != nil {
+			return err
+		}
+		cols, err := mapHeader(header)
+		if err == nil {
+			r.cols = cols
+			return nil
+		}
+		if firstErr == nil {
+			firstErr, first = err, name
+		}
 	}
-	return nil, fileError("the file is empty")
+	if firstErr == nil {
+		return fileError("the file is empty")
+	}
+	r.sheet = first
+	return noHeaderError{firstErr}
 }
 
 func (r *XLSXReader) startRows(sheet string) error {
@@ -187,6 +281,8 @@ func (r *XLSXReader) startRows(sheet string) error {
 			return fmt.Errorf("close sheet %q: %w", r.sheet, err)
 		}
 	}
+	r.types.close()
+	r.types = openCellTypes(r.sheetPart(sheet), r.dates)
 	r.sheet, r.n = sheet, 0
 	var err error
 	if r.rows, err = r.f.Rows(sheet); err != nil {
@@ -218,15 +314,19 @@ func (r *XLSXReader) otherSheets() []string {
 // Numbers then read as Excel shows them in a General cell (145722, not the
 // 145722.0 or 1.45722E+05 that programs store), as excelize formats numbers
 // of unstyled cells; text cells keep what was typed ("4711.10", "00123").
-func showOnlyZeroPadding(f *excelize.File) error {
+//
+// It returns which styles had a date or time format (dateStyles), which a
+// number read as its serial here is.
+func showOnlyZeroPadding(f *excelize.File) ([]bool, error) {
 	// GetStyle loads the style sheet, which excelize then keeps in f.Styles:
 	// the one place a cell format can be changed without writing the file.
 	if _, err := f.GetStyle(0); err != nil && f.Styles == nil {
-		return err
+		return nil, err
 	}
 	if f.Styles == nil || f.Styles.CellXfs == nil {
-		return nil
+		return nil, nil
 	}
+	dates := dateStyles(f)
 	padding := map[int]bool{}
 	if f.Styles.NumFmts != nil {
 		for _, nf := range f.Styles.NumFmts.NumFmt {
@@ -245,7 +345,7 @@ func showOnlyZeroPadding(f *excelize.File) error {
 		noFormat := noNumFmt
 		xf.NumFmtID = &noFormat
 	}
-	return nil
+	return dates, nil
 }
 
 // noNumFmt is a number format id no workbook defines (ids are not negative).
@@ -267,6 +367,7 @@ func (r *XLSXReader) nextRecord() ([]string, error) {
 		if err != nil {
 			return nil, fileError("row %d: %v", r.n, err)
 		}
+		r.typed, r.typesKnown = r.types.row()
 		if blank(rec) {
 			continue
 		}
@@ -292,10 +393,70 @@ func (r *XLSXReader) Next() (Row, error) {
 	}
 	rec = rec[:r.cols.nHeader]
 	row := r.cols.row(r.n, rec)
-	if row.Err == nil && roundedNumber.MatchString(row.AccountNumber) {
-		row.Err = &FieldError{Field: ColAccountNumber, Message: MsgAccountRounded}
+	for field, col := range TemplateHeader {
+		if i, ok := r.cols.index[col]; ok {
+			r.checkCell(&row, field, col, rec[i], i+1)
+		}
 	}
 	return row, nil
+}
+
+// checkCell fails a field whose cell is not what the column holds: a
+// formula's error value, a date, or (as an account number) a number with
+// more digits than a workbook number keeps. v is excelize's value of the
+// cell, in column col (1 for A).
+func (r *XLSXReader) checkCell(row *Row, field int, name, v string, col int) {
+	cell, known := r.cellAt(col, v)
+	switch {
+	case known && cell == nil:
+		return // text, a boolean, or nothing
+	case known && cell.kind == kindError:
+		row.cellErrs[field] = formulaErrorMessage(name, v)
+	case known && cell.kind == kindDate:
+		if serial, err := strconv.ParseFloat(v, 64); err == nil {
+			row.set(name, shownDate(serial, r.date1904))
+		}
+		row.cellErrs[field] = fmt.Sprintf("%s is a date in the file; format the column as text and enter it again", name)
+	case known && name == ColAccountNumber && cell.roundedAccount():
+		row.cellErrs[field] = MsgAccountRounded
+	case known:
+		return
+	// The cell's type is unknown (see cellTypes): its value alone tells
+	// what it may be, and text that looks like it is taken for it.
+	case errorValues[trimBlank(v)]:
+		row.cellErrs[field] = formulaErrorMessage(name, trimBlank(v))
+	case name == ColAccountNumber && roundedNumber.MatchString(row.AccountNumber):
+		row.cellErrs[field] = MsgAccountRounded
+	}
+}
+
+// cellAt is the typed cell of the current row in column col, nil for a
+// text cell; known is false when what it is cannot be told, or when the
+// value read beside excelize is not excelize's (v), so the two may not
+// name the same cell.
+func (r *XLSXReader) cellAt(col int, v string) (cell *typedCell, known bool) {
+	if !r.typesKnown {
+		return nil, false
+	}
+	for i := range r.typed {
+		if c := &r.typed[i]; c.col == col {
+			switch c.kind {
+			case kindUnknown:
+				return nil, false
+			case kindText:
+				return nil, true
+			}
+			return c, c.agrees(v)
+		}
+	}
+	return nil, true
+}
+
+func formulaErrorMessage(name, v string) string {
+	if errorValues[v] {
+		return fmt.Sprintf("%s is a formula error (%s) in the file", name, v)
+	}
+	return fmt.Sprintf("%s is a formula error in the file", name)
 }
 
 // MsgAccountRounded is the row error of an account number stored as a
@@ -303,9 +464,9 @@ func (r *XLSXReader) Next() (Row, error) {
 const MsgAccountRounded = "Account Number has more digits than a spreadsheet number keeps; format the column as text and enter the number again"
 
 // roundedNumber is how excelize shows a number cell with more than 15
-// significant digits (Excel keeps 15): rounded, in exponent form. As an
-// account number the digits are lost, so the row fails rather than invite
-// the wrong account.
+// significant digits (Excel keeps 15): rounded, in exponent form. It tells
+// such a cell only where the cell's type cannot be read (cellTypes);
+// elsewhere the type does, and text that looks like it ("1.5E+3") is text.
 var roundedNumber = regexp.MustCompile(`^-?[0-9]\.[0-9]+E\+[0-9]+$`)
 
 // Close releases the workbook and its temporary files.
@@ -313,6 +474,11 @@ func (r *XLSXReader) Close() error {
 	var err error
 	if r.rows != nil {
 		err = r.rows.Close()
+	}
+	r.types.close()
+	if r.upload != nil {
+		r.upload.Close()
+		os.Remove(r.upload.Name())
 	}
 	return errors.Join(err, r.f.Close())
 }

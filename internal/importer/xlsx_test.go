@@ -132,7 +132,7 @@ func TestSpreadsheetMadeWorkbook(t *testing.T) {
 		{Number: 18, AccountNumber: "145723", Email: "f18@example.com"},
 		{Number: 19, AccountNumber: "12345678901234", Email: "f19@example.com"},
 		{Number: 20, AccountNumber: "00042", Email: "f20@example.com"},
-		{Number: 21, AccountNumber: "1.23456789012346E+15", Email: "long@example.com", Err: &FieldError{ColAccountNumber, MsgAccountRounded}},
+		{Number: 21, AccountNumber: "1.23456789012346E+15", Email: "long@example.com", cellErrs: [4]string{MsgAccountRounded}},
 	}
 	if len(rows) != len(want) {
 		t.Fatalf("%d rows: %+v", len(rows), rows)

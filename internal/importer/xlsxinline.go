@@ -223,6 +223,22 @@ func partName(name string) string {
 // is the part its relationship id names, whatever the relationship's type.
 // ok is false when they cannot be read; excelize then reports the workbook.
 func worksheetParts(parts map[string]*zip.File) ([]*zip.File, bool) {
+	named, ok := namedWorksheetParts(parts)
+	sheets := make([]*zip.File, len(named))
+	for i, n := range named {
+		sheets[i] = n.part
+	}
+	return sheets, ok
+}
+
+// namedPart is a worksheet part and the name the workbook gives it.
+type namedPart struct {
+	name string
+	part *zip.File
+}
+
+// namedWorksheetParts is worksheetParts with each sheet's name.
+func namedWorksheetParts(parts map[string]*zip.File) ([]namedPart, bool) {
 	rootRels, ok := readRels(parts["_rels/.rels"])
 	if !ok {
 		return nil, false
@@ -234,7 +250,7 @@ func worksheetParts(parts map[string]*zip.File) ([]*zip.File, bool) {
 			break
 		}
 	}
-	ids, ok := sheetRelIDs(parts[workbook])
+	refs, ok := sheetRefs(parts[workbook])
 	if workbook == "" || !ok {
 		return nil, false
 	}
@@ -243,10 +259,10 @@ func worksheetParts(parts map[string]*zip.File) ([]*zip.File, bool) {
 	if !ok {
 		return nil, false
 	}
-	var sheets []*zip.File
-	for _, id := range ids {
+	var sheets []namedPart
+	for _, ref := range refs {
 		for _, r := range rels {
-			if r.ID != id {
+			if r.ID != ref.ID {
 				continue
 			}
 			name := dir + "/" + r.Target
@@ -254,7 +270,7 @@ func worksheetParts(parts map[string]*zip.File) ([]*zip.File, bool) {
 				name = r.Target
 			}
 			if f := parts[strings.TrimPrefix(strings.ReplaceAll(path.Clean(name), "\\", "/"), "/")]; f != nil {
-				sheets = append(sheets, f)
+				sheets = append(sheets, namedPart{ref.Name, f})
 			}
 		}
 	}
@@ -276,19 +292,19 @@ func readRels(f *zip.File) ([]relationship, bool) {
 	return rels.Relationships, decodePart(f, &rels)
 }
 
-// sheetRelIDs reads the relationship ids of the workbook's sheets.
-func sheetRelIDs(f *zip.File) ([]string, bool) {
+// sheetRef is a <sheet> of the workbook: its name and relationship id.
+type sheetRef struct {
+	Name string `xml:"name,attr"`
+	ID   string `xml:"id,attr"` // r:id
+}
+
+// sheetRefs reads the workbook's sheets.
+func sheetRefs(f *zip.File) ([]sheetRef, bool) {
 	var wb struct {
-		Sheets []struct {
-			ID string `xml:"id,attr"` // r:id
-		} `xml:"sheets>sheet"`
+		Sheets []sheetRef `xml:"sheets>sheet"`
 	}
 	ok := decodePart(f, &wb)
-	ids := make([]string, len(wb.Sheets))
-	for i, s := range wb.Sheets {
-		ids[i] = s.ID
-	}
-	return ids, ok
+	return wb.Sheets, ok
 }
 
 func decodePart(f *zip.File, v any) bool {
@@ -625,6 +641,8 @@ type sheetCell struct {
 	hasV, hasIS  bool
 	vStart, vEnd int    // the last <v>…</v> in body
 	value        []byte // its text, undecoded
+	// noBody: the cell is read for its value only (cellTypes), not copied.
+	noBody bool
 }
 
 func (c *sheetCell) start(tag []byte, tStart, tEnd int) {
@@ -662,7 +680,9 @@ func (c *sheetCell) take(tok xmlToken, raw []byte) error {
 		// what it decodes whole, however deep (<c><x><c></c>… ends there).
 		if c.depth == 0 || (c.skipDepth == 0 && c.vDepth == 0 && bytes.Equal(tagName(raw), tagName(c.tag))) {
 			c.open = false
-			c.body = append(c.body, raw...) // </c>, kept at the end of body
+			if !c.noBody {
+				c.body = append(c.body, raw...) // </c>, kept at the end of body
+			}
 			return nil
 		}
 		switch c.depth {
@@ -676,6 +696,12 @@ func (c *sheetCell) take(tok xmlToken, raw []byte) error {
 		if c.vDepth > 0 && c.depth == c.vDepth {
 			c.value = append(c.value, raw...) // decoded with the rest
 		}
+	}
+	if c.noBody {
+		if len(c.value) > maxTagBytes {
+			return errTokenTooLong
+		}
+		return nil
 	}
 	if c.body = append(c.body, raw...); len(c.body) > maxTagBytes {
 		return errTokenTooLong
@@ -724,22 +750,29 @@ func (c *sheetCell) write(w *bufio.Writer, sst *sstInfo) error {
 // <v>, decoded and trimmed, and 0 when it is not a number; ok is false for
 // a cell without a value, which excelize reads as empty.
 func (c *sheetCell) index() (int, bool) {
-	if !c.hasV || c.vDepth > 0 {
+	v, ok := c.text()
+	if !ok || v == "" {
 		return 0, false
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(v))
+	return n, true
+}
+
+// text is the cell's value as excelize reads it into the cell's V, decoded;
+// ok is false for a cell without one, or one that cannot be decoded.
+func (c *sheetCell) text() (string, bool) {
+	if !c.hasV || c.vDepth > 0 {
+		return "", false
 	}
 	v := string(c.value)
 	if strings.ContainsAny(v, "&<") {
 		var decoded string
 		if err := xml.Unmarshal([]byte("<v>"+v+"</v>"), &decoded); err != nil {
-			return 0, false
+			return "", false
 		}
 		v = decoded
 	}
-	if v == "" {
-		return 0, false
-	}
-	n, _ := strconv.Atoi(strings.TrimSpace(v))
-	return n, true
+	return v, true
 }
 
 // errTooLargeInlined fails a workbook whose text, written into its cells,
