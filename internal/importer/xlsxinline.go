@@ -466,14 +466,44 @@ const maxTagBytes = 1 << 20
 // A cell whose index is not in the table is copied as it was: excelize
 // reports it as it would have.
 func inlineSheet(w io.Writer, f *zip.File, sst *sstInfo) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var c sheetCell
+	err := scanSheet(f, func(tok xmlToken, raw []byte) error {
+		if c.open {
+			if err := c.take(tok, raw); err != nil {
+				return err
+			}
+			if !c.open {
+				return c.write(bw, sst)
+			}
+			return nil
+		}
+		if tok == tokStart && bytes.Equal(localName(tagName(raw)), []byte("c")) {
+			if start, end, ok := cellType(raw); ok && start >= 0 {
+				c.start(raw, start, end)
+				return nil
+			} else if !ok {
+				return errUnsupportedXML
+			}
+		}
+		_, err := bw.Write(raw)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// scanSheet passes each token of a worksheet to take, and fails a sheet
+// whose XML is damaged (elementStack).
+func scanSheet(f *zip.File, take func(tok xmlToken, raw []byte) error) error {
 	rc, err := f.Open()
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	bw := bufio.NewWriterSize(w, 64<<10)
 	s := newXMLScanner(rc, maxTagBytes)
-	var c sheetCell
 	var open elementStack
 	for {
 		tok, raw, err := s.next()
@@ -486,33 +516,14 @@ func inlineSheet(w io.Writer, f *zip.File, sst *sstInfo) error {
 		if err := open.take(tok, raw); err != nil {
 			return err
 		}
-		if c.open {
-			if err := c.take(tok, raw); err != nil {
-				return err
-			}
-			if !c.open {
-				if err := c.write(bw, sst); err != nil {
-					return err
-				}
-			}
-			continue
-		}
-		if tok == tokStart && bytes.Equal(localName(tagName(raw)), []byte("c")) {
-			if start, end, ok := cellType(raw); ok && start >= 0 {
-				c.start(raw, start, end)
-				continue
-			} else if !ok {
-				return errUnsupportedXML
-			}
-		}
-		if _, err := bw.Write(raw); err != nil {
+		if err := take(tok, raw); err != nil {
 			return err
 		}
 	}
 	if len(open.ends) > 0 {
 		return fmt.Errorf("the sheet's XML ends inside <%s>", open.top())
 	}
-	return bw.Flush()
+	return nil
 }
 
 // checkSheetsXML reads each worksheet of a workbook without a shared
@@ -524,35 +535,9 @@ func checkSheetsXML(sheets []*zip.File) error {
 		if utf8, err := isUTF8Part(f); err != nil || !utf8 {
 			continue
 		}
-		if err := checkSheetXML(f); err != nil && !errors.Is(err, errUnsupportedXML) {
+		if err := scanSheet(f, func(xmlToken, []byte) error { return nil }); err != nil && !errors.Is(err, errUnsupportedXML) {
 			return inlineError(err)
 		}
-	}
-	return nil
-}
-
-func checkSheetXML(f *zip.File) error {
-	rc, err := f.Open()
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	s := newXMLScanner(rc, maxTagBytes)
-	var open elementStack
-	for {
-		tok, raw, err := s.next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if err := open.take(tok, raw); err != nil {
-			return err
-		}
-	}
-	if len(open.ends) > 0 {
-		return fmt.Errorf("the sheet's XML ends inside <%s>", open.top())
 	}
 	return nil
 }
