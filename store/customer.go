@@ -161,7 +161,14 @@ func loadAccountNumbers(ctx context.Context, db bun.IDB, tenantID uuid.UUID, cs 
 		c.AccountNumbers = []string{}
 	}
 	var rows []CustomerAccount
-	err := db.NewSelect().Model(&rows).
+	q := db.NewSelect().Model(&rows)
+	if DialectOfDB(db) == SQLite {
+		// With no statistics SQLite prefers the primary key, whose first
+		// column is the tenant: it read every account of the tenant (100 ms
+		// for 100,000) to find a page's fifty customers' accounts.
+		q = q.ModelTableExpr("customer_accounts AS customer_account INDEXED BY customer_accounts_customer")
+	}
+	err := q.
 		Where("tenant_id = ? AND customer_id IN (?)", tenantID, bun.In(ids)).
 		Order("account_number").Scan(ctx)
 	if err != nil {
