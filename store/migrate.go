@@ -18,11 +18,16 @@ import (
 var migrationFiles embed.FS
 
 // columnTypes fills the type placeholders of the migration templates, so one
-// set of SQL files serves both databases.
-type columnTypes struct{ UUID, Bytes, Time, Bool string }
+// set of SQL files serves both databases. Postgres guards what only Postgres
+// has ({{if .Postgres}}…{{end}}), such as the trigram indexes of customer
+// search.
+type columnTypes struct {
+	UUID, Bytes, Time, Bool string
+	Postgres                bool
+}
 
 var typesByDialect = map[Dialect]columnTypes{
-	Postgres: {UUID: "uuid", Bytes: "bytea", Time: "timestamptz", Bool: "boolean"},
+	Postgres: {UUID: "uuid", Bytes: "bytea", Time: "timestamptz", Bool: "boolean", Postgres: true},
 	SQLite:   {UUID: "TEXT", Bytes: "BLOB", Time: "TIMESTAMP", Bool: "BOOLEAN"},
 }
 

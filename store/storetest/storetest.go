@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -52,6 +53,9 @@ func NewUnmigratedPostgresDSN(t testing.TB) string {
 		t.Fatalf("storetest: Postgres is required for this test: %v", err)
 	}
 	defer admin.Close()
+	if err := sharedExtensions(ctx, admin); err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	schema := "t_" + hex.EncodeToString(b[:])
@@ -79,6 +83,23 @@ func NewUnmigratedPostgresDSN(t testing.TB) string {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// sharedExtensions installs, in the public schema, the extensions the
+// migrations use. A migration creates a missing one in the first schema of
+// its search path, which for a test is the test's own: dropped with it, the
+// extension would take the indexes of every other test's schema along.
+// Tests creating it at once race on the catalog; the loser finds it made.
+func sharedExtensions(ctx context.Context, db *bun.DB) error {
+	_, err := db.ExecContext(ctx, "CREATE EXTENSION IF NOT EXISTS pg_trgm SCHEMA public")
+	if err == nil {
+		return nil
+	}
+	var exists bool
+	if qerr := db.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm')").Scan(&exists); qerr != nil || !exists {
+		return fmt.Errorf("create extension pg_trgm: %w", err)
+	}
+	return nil
 }
 
 // NewSQLiteDSN creates a migrated SQLite database file for the test.
