@@ -58,6 +58,13 @@ func Open(ctx context.Context, dsn string) (*bun.DB, error) {
 		// prepared statements would only hold (up to 512 of) them, megabytes
 		// each for a 5,000-row import check, in the worker and in Postgres.
 		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+		// A connection attempt to a server that does not answer (a network
+		// partition drops the packets) would otherwise wait for the
+		// caller's deadline, or the kernel's, minutes: every caller would
+		// hang rather than fail and retry. The DSN's connect_timeout wins.
+		if cfg.ConnectTimeout == 0 {
+			cfg.ConnectTimeout = 10 * time.Second
+		}
 		// The service runs short queries only. Postgres JIT-compiles any
 		// query whose estimated cost passes jit_above_cost, and a batch's
 		// 5,000-value look-up passes it: the compile took longer than the

@@ -2,7 +2,10 @@ package store
 
 import (
 	"database/sql"
+	"database/sql/driver"
 	"errors"
+	"io"
+	"net"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -48,4 +51,20 @@ func notFound(err error) error {
 		return ErrNotFound
 	}
 	return err
+}
+
+// Unavailable tells a database that could not be reached (a connection
+// refused, timed out or lost on the way) from a query that failed: the
+// first is an outage to wait out, the second a fault.
+func Unavailable(err error) bool {
+	var connect *pgconn.ConnectError
+	var netErr net.Error
+	switch {
+	case err == nil:
+		return false
+	case errors.As(err, &connect), errors.As(err, &netErr),
+		errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	}
+	return pgconn.SafeToRetry(err)
 }

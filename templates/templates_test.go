@@ -67,3 +67,20 @@ func TestInvitationGolden(t *testing.T) {
 		}
 	}
 }
+
+// The report says the emails go out after it, so "invited" does not read
+// as "delivered"; a dry run, which sends nothing, does not say it.
+func TestImportReportSaysTheEmailsFollow(t *testing.T) {
+	t.Parallel()
+	for _, dry := range []bool{false, true} {
+		e, err := RenderImportReport(ImportReport{TenantName: "Parts", Filename: "c.csv", ImportID: "1", TotalRows: 2, Succeeded: 2, DryRun: dry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, body := range map[string]string{"text": e.Text, "html": e.HTML} {
+			if says := strings.Contains(body, "invitation emails are being sent now"); says == dry {
+				t.Errorf("dry run %v, %s: says the emails are being sent: %v\n%s", dry, name, says, body)
+			}
+		}
+	}
+}

@@ -78,6 +78,16 @@ func (d *Deps) handleImportReport(ctx context.Context, t *asynq.Task) error {
 		return nil
 	case mail.IsTemporary(err) && !lastAttempt(ctx):
 		return d.releaseReport(ctx, del, err)
+	case mail.IsTemporary(err) && !d.outlived(claimed):
+		// An outage of SendGrid longer than the task's retries: the report
+		// goes on in a new task rather than be lost.
+		err := d.handOver(ctx, im.TenantID, claimed, err, func([]string) jobs.Job {
+			return jobs.NewImportReport(im.TenantID.String(), im.ID.String())
+		})
+		if err == nil {
+			d.completed(ctx) // handed over to a new task
+		}
+		return err
 	case mail.IsRefused(err):
 		err := d.waitForFix(ctx, im.TenantID, claimed, err, func([]string) jobs.Job {
 			return jobs.NewImportReport(im.TenantID.String(), im.ID.String())

@@ -241,10 +241,15 @@ func (d *Deps) sendBatch(ctx context.Context, tenantID uuid.UUID, email template
 		d.Metrics.Invitations(batch[0].delivery.TenantID, metrics.InvitationSent, len(ids))
 		return nil
 	case mail.IsTemporary(err):
-		if lastAttempt(ctx) {
+		switch {
+		case !lastAttempt(ctx):
+			return d.retryLater(ctx, deliveriesOf(batch), err)
+		case d.outlived(deliveriesOf(batch)):
 			return d.giveUp(ctx, deliveriesOf(batch), "gave up after retries: "+err.Error(), err)
 		}
-		return d.retryLater(ctx, deliveriesOf(batch), err)
+		return d.handOver(ctx, tenantID, deliveriesOf(batch), err, func(ids []string) jobs.Job {
+			return jobs.NewInviteSend(tenantID.String(), ids)
+		})
 	case mail.IsRefused(err):
 		return d.waitForFix(ctx, tenantID, deliveriesOf(batch), err, func(ids []string) jobs.Job {
 			return jobs.NewInviteSend(tenantID.String(), ids)
@@ -322,11 +327,24 @@ func (d *Deps) waitForFix(ctx context.Context, tenantID uuid.UUID, ds []*store.D
 		d.logRefusal(ctx, se, len(ids), wait)
 		return cause
 	}
+	d.logRefusal(ctx, se, len(ids), wait)
+	return d.handOver(ctx, tenantID, ds, cause, again)
+}
+
+// handOver gives deliveries whose task is on its last attempt to a new
+// task (jobs.Again, through the outbox), queued again, instead of failing
+// them or leaving them queued with no task to send them.
+func (d *Deps) handOver(ctx context.Context, tenantID uuid.UUID, ds []*store.Delivery, cause error, again func(ids []string) jobs.Job) error {
+	ids := idsOf(ds)
+	attempts := 0
 	strs := make([]string, len(ids))
-	for i, id := range ids {
-		strs[i] = id.String()
+	for i, dl := range ds {
+		attempts = max(attempts, dl.Attempts)
+		strs[i] = dl.ID.String()
 	}
 	job := jobs.Again(again(strs), attempts)
+	bg := context.WithoutCancel(ctx)
+	now := d.now()
 	err := d.DB.RunInTx(bg, nil, func(ctx context.Context, tx bun.Tx) error {
 		if err := store.ReleaseDeliveries(ctx, tx, ids, cause.Error(), now); err != nil {
 			return err
@@ -339,9 +357,24 @@ func (d *Deps) waitForFix(ctx context.Context, tenantID uuid.UUID, ds []*store.D
 	if d.Dispatcher != nil {
 		d.Dispatcher.Dispatch(bg, job)
 	}
-	d.logRefusal(ctx, se, len(ids), wait)
-	d.Log.WarnContext(ctx, "the task's last attempt: its emails wait in a new task", "task_id", job.ID, "deliveries", len(ids))
+	d.Log.WarnContext(ctx, "the task's last attempt: its emails wait in a new task", "task_id", job.ID, "deliveries", len(ids), "err", cause)
 	return nil
+}
+
+// outageGiveUp is how long SendGrid may fail for a delivery (5xx, 429,
+// timeouts, no connection) before it is failed: past a task's retries
+// (about an hour) the emails go on in new tasks, so that an outage of
+// SendGrid or of the network delays them instead of failing them.
+const outageGiveUp = 72 * time.Hour
+
+// outlived tells deliveries that have waited out outageGiveUp.
+func (d *Deps) outlived(ds []*store.Delivery) bool {
+	for _, dl := range ds {
+		if d.now().Sub(dl.CreatedAt) < outageGiveUp {
+			return false
+		}
+	}
+	return true
 }
 
 // logRefusal says, once per refusal SendGrid answered (not per held

@@ -45,10 +45,11 @@ func startScheduler(ctx context.Context, env *environment, cfg *config.Config, d
 	scheduled := func(taskType, spec string) error {
 		var id cron.EntryID
 		id, err := c.AddFunc(spec, func() {
-			slot := c.Entry(id).Prev // the tick this run stands for, the same in every scheduler
+			entry := c.Entry(id)
+			slot := entry.Prev // the tick this run stands for, the same in every scheduler
 			job := jobs.NewScheduled(taskType, slot)
-			if err := outbox.Record(ctx, db, uuid.Nil, time.Now(), job); err != nil {
-				env.log.Error("record scheduled run", "task_type", taskType, "slot", slot, "err", err)
+			if err := recordSlot(ctx, env, db, job, entry.Next); err != nil {
+				env.log.Error("scheduled run not recorded; this slot is skipped", "task_type", taskType, "slot", slot, "err", err)
 				return
 			}
 			if dispatcher.Dispatch(ctx, job) > 0 {
@@ -69,6 +70,11 @@ func startScheduler(ctx context.Context, env *environment, cfg *config.Config, d
 		return nil, err
 	}
 	if _, err := c.AddFunc(cfg.OutboxSweepSchedule, func() {
+		// A deadline, so that a database that stops answering shows in the
+		// log instead of holding the sweep (and, skipped while it runs,
+		// every later one) in silence; the next sweep goes on from there.
+		ctx, cancel := context.WithTimeout(ctx, sweepTimeout)
+		defer cancel()
 		r, err := dispatcher.Sweep(ctx, outbox.SweepOptions{Grace: cfg.OutboxGrace, Stale: cfg.OutboxStale, KeepCompleted: 7 * 24 * time.Hour})
 		if err != nil {
 			env.log.Warn("outbox sweep", "err", err, "enqueued", r.Enqueued, "recovered", r.Recovered, "rerun", r.Rerun)
@@ -83,4 +89,34 @@ func startScheduler(ctx context.Context, env *environment, cfg *config.Config, d
 	c.Start()
 	env.log.Info("scheduler started", "resend", cfg.ResendSchedule, "expiry", cfg.ExpirySchedule, "erp_reverify", cfg.ERPReverifySchedule, "outbox_sweep", cfg.OutboxSweepSchedule)
 	return func() { <-c.Stop().Done() }, nil
+}
+
+// sweepTimeout bounds one outbox sweep.
+const sweepTimeout = 5 * time.Minute
+
+// recordSlot records a scheduled run in the outbox, each attempt under a
+// deadline: a database that is down or silent at the slot is tried again,
+// with backoff and a warning each time, until it answers or the entry's
+// next slot comes (which stands for the same work), so that a short outage
+// at 02:00 delays the night's run instead of skipping it.
+func recordSlot(ctx context.Context, env *environment, db *bun.DB, job jobs.Job, next time.Time) error {
+	wait := time.Second
+	for {
+		attempt, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := outbox.Record(attempt, db, uuid.Nil, time.Now(), job)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !next.IsZero() && time.Now().Add(wait).After(next) {
+			return err
+		}
+		env.log.Warn("record scheduled run; trying again", "task_id", job.ID, "in", wait.String(), "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Minute)
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -181,14 +182,17 @@ func allowedMethods(probe *http.ServeMux, r *http.Request) []string {
 // slow database answers 503 instead of holding its connection.
 func (s *Server) withTimeout(h func(http.ResponseWriter, *http.Request) error) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		d := s.RequestTimeout
-		if d <= 0 {
-			d = 30 * time.Second
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), d)
+		ctx, cancel := context.WithTimeout(r.Context(), s.requestTimeout())
 		defer cancel()
 		return h(w, r.WithContext(ctx))
 	}
+}
+
+func (s *Server) requestTimeout() time.Duration {
+	if s.RequestTimeout <= 0 {
+		return 30 * time.Second
+	}
+	return s.RequestTimeout
 }
 
 func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
@@ -203,37 +207,54 @@ func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
 // logs the driver's error, which carries addresses, users and database
 // names.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
+	// Each dependency is checked at once, under a deadline of its own: a
+	// database that does not answer must not use up Redis's time, and
+	// /readyz then name Redis as down too.
+	var mu sync.Mutex
 	down := map[string]string{}
-	notReady := func(what, reason string, err error) {
+	notReady := func(ctx context.Context, what, reason string, err error) {
+		mu.Lock()
 		down[what] = reason
+		mu.Unlock()
 		s.Log.WarnContext(ctx, "not ready", "dependency", what, "err", err)
 	}
-	if err := s.DB.PingContext(ctx); err != nil {
-		notReady("database", "unreachable", err)
-	} else if !s.migrated.Load() {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := s.DB.PingContext(ctx); err != nil {
+			notReady(ctx, "database", "unreachable", err)
+			return
+		}
+		if s.migrated.Load() {
+			return
+		}
 		// A database that answers but lacks the schema fails every /v1
 		// call: not ready, and the operator is told what to run.
 		switch err := store.CheckMigrated(ctx, s.DB); {
 		case errors.Is(err, store.ErrNotMigrated):
-			notReady("database", msgNotMigrated, err)
+			notReady(ctx, "database", msgNotMigrated, err)
 		case err != nil:
-			notReady("database", "unreachable", err)
+			notReady(ctx, "database", "unreachable", err)
 		default:
 			s.migrated.Store(true)
 		}
-	}
+	})
 	if s.Ready != nil {
-		if err := s.Ready(ctx); err != nil {
-			reason := "unreachable"
-			var nr *NotReady
-			if errors.As(err, &nr) {
-				reason = nr.Reason
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+			defer cancel()
+			if err := s.Ready(ctx); err != nil {
+				reason := "unreachable"
+				var nr *NotReady
+				if errors.As(err, &nr) {
+					reason = nr.Reason
+				}
+				notReady(ctx, "redis", reason, err)
 			}
-			notReady("redis", reason, err)
-		}
+		})
 	}
+	wg.Wait()
 	if len(down) > 0 {
 		return writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "down": down})
 	}
@@ -243,6 +264,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 // msgNotMigrated is /readyz's reason for a database that lacks migrations
 // (which ones are pending is logged).
 const msgNotMigrated = "database not migrated: run onboard migrate"
+
+// codeUnavailable is the error code of a request that could not reach the
+// database (or another service it needs).
+const codeUnavailable = "unavailable"
 
 // Error is an error with its HTTP answer.
 type Error struct {
@@ -275,6 +300,9 @@ func toError(err error) *Error {
 		return &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit)}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &Error{Status: http.StatusServiceUnavailable, Code: "timeout", Message: "the request took too long; try again"}
+	case store.Unavailable(err):
+		// An outage, not a fault: clients and their alerting retry a 503.
+		return &Error{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: "a service onboard depends on is unavailable; try again shortly"}
 	case errors.Is(err, store.ErrNotFound):
 		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "not found"}
 	case errors.Is(err, store.ErrEmailInUse):
@@ -309,7 +337,11 @@ func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request) error)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="onboard"`)
 			return &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "an API key is required: Authorization: Bearer <key>"}
 		}
-		tenant, err := store.TenantByAPIKey(r.Context(), s.DB, key)
+		// The look-up has the request's deadline too: a database that does
+		// not answer fails the request with 503, not hold it open.
+		ctx, cancel := context.WithTimeout(r.Context(), s.requestTimeout())
+		tenant, err := store.TenantByAPIKey(ctx, s.DB, key)
+		cancel()
 		if errors.Is(err, store.ErrNotFound) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="onboard", error="invalid_token"`)
 			return &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "the API key is not valid"}
@@ -352,9 +384,15 @@ func (s *Server) public(h func(http.ResponseWriter, *http.Request) error) http.H
 			return
 		}
 		e := toError(err)
-		if e == nil {
+		switch {
+		case e == nil:
 			s.Log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			e = &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+		case e.Code == codeUnavailable:
+			s.Log.WarnContext(r.Context(), "dependency unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+		if e.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
 		}
 		writeError(w, e)
 	})

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -855,5 +856,67 @@ func TestReadyzTellsWhatIsDownNotWhy(t *testing.T) {
 	})
 	if r := cluster.call("", "GET", "/readyz", ""); r.code != 503 || !strings.Contains(r.raw, `"redis":"redis cluster state is fail (some slots have no reachable master)"`) {
 		t.Fatalf("readyz with the cluster down: %d %s", r.code, r.raw)
+	}
+}
+
+// dbAt is a handle on a Postgres at addr that is never pinged.
+func dbAt(t *testing.T, addr string) *bun.DB {
+	t.Helper()
+	cfg, err := pgx.ParseConfig("postgres://onboard@" + addr + "/onboard?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := bun.NewDB(stdlib.OpenDB(*cfg), pgdialect.New())
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// A database that refuses connections is an outage: 503 with Retry-After,
+// which clients and their alerting retry, not a 500 that reads as a bug.
+func TestDatabaseDownAnswers503(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, dbAt(t, testenv.FreeAddr(t)), false)
+	r := e.call("some-key", "GET", "/v1/customers", "")
+	if r.code != 503 || r.errField("code") != "unavailable" || r.hdr.Get("Retry-After") == "" {
+		t.Fatalf("%d %v %s", r.code, r.hdr, r.raw)
+	}
+}
+
+// A database that accepts connections and never answers (a network
+// partition) holds no request past its deadline, the API key's look-up
+// included, and /readyz names it alone: Redis has a deadline of its own.
+func TestSilentDatabaseAnswersWithinTheDeadline(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn // open, never answered
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	e := newEnvWith(t, dbAt(t, ln.Addr().String()), func(o *serverOptions) { o.timeout = 200 * time.Millisecond })
+	if r := e.call("some-key", "GET", "/v1/customers", ""); r.code != 503 || r.errField("code") != "timeout" {
+		t.Fatalf("GET /v1/customers: %d %s", r.code, r.raw)
+	}
+	if r := e.call("", "GET", "/readyz", ""); r.code != 503 || r.raw != `{"down":{"database":"unreachable"},"status":"unavailable"}`+"\n" {
+		t.Fatalf("readyz: %d %s", r.code, r.raw)
 	}
 }

@@ -28,19 +28,18 @@ package erp
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/onboard-dev/onboard/internal/netproblem"
 )
 
 // TenantHeader carries the id of the tenant a lookup is for.
@@ -126,12 +125,12 @@ func (c *REST) LookupAccount(ctx context.Context, tenantID uuid.UUID, number str
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return Account{}, &Error{Reason: "ERP unreachable" + transportProblem(err), Temporary: true, Err: err}
+		return Account{}, &Error{Reason: "ERP unreachable" + netproblem.Describe(err), Temporary: true, Err: err}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
 	if err != nil {
-		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: "the answer was cut off" + transportProblem(err), Temporary: true, Err: err}
+		return Account{}, &Error{StatusCode: resp.StatusCode, Reason: "the answer was cut off" + netproblem.Describe(err), Temporary: true, Err: err}
 	}
 	answer := func() error { return errors.New("the ERP answered: " + snippet(body)) }
 	switch {
@@ -156,32 +155,6 @@ func (c *REST) LookupAccount(ctx context.Context, tenantID uuid.UUID, number str
 		a.Number = number
 	}
 	return a, nil
-}
-
-// transportProblem names the kind of a transport failure in words that
-// carry no address: " (timeout)", " (connection refused)", or "".
-func transportProblem(err error) string {
-	var netErr net.Error
-	var dnsErr *net.DNSError
-	var certErr *tls.CertificateVerificationError
-	var recordErr tls.RecordHeaderError
-	switch {
-	case errors.Is(err, context.Canceled):
-		return " (the request was cancelled)"
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
-		return " (timeout)"
-	case errors.As(err, &dnsErr):
-		return " (its host name does not resolve)"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return " (connection refused)"
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return " (connection reset)"
-	case errors.As(err, &certErr), errors.As(err, &recordErr):
-		return " (TLS handshake failed)"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return " (connection closed)"
-	}
-	return ""
 }
 
 func snippet(b []byte) string {

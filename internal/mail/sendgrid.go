@@ -14,6 +14,8 @@ import (
 	"github.com/sendgrid/rest"
 	"github.com/sendgrid/sendgrid-go"
 	sgmail "github.com/sendgrid/sendgrid-go/helpers/mail"
+
+	"github.com/onboard-dev/onboard/internal/netproblem"
 )
 
 // SendGrid sends through SendGrid's v3 mail send API. It makes one request
@@ -46,8 +48,10 @@ func (s *SendGrid) Send(ctx context.Context, m Message) (Result, error) {
 	resp, err := s.client.SendWithContext(ctx, req)
 	if err != nil {
 		// Network failure or timeout: the request may or may not have
-		// reached SendGrid; retrying is the safe side (see README).
-		return Result{}, &SendError{Reason: err.Error(), Temporary: true}
+		// reached SendGrid; retrying is the safe side (see README). The
+		// reason, shown to the tenant as a delivery's error, names the
+		// kind of failure, not SENDGRID_API_URL.
+		return Result{}, &SendError{Reason: "SendGrid unreachable" + netproblem.Describe(err), Temporary: true}
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return Result{MessageID: header(resp.Headers, "X-Message-Id")}, nil

@@ -1,0 +1,95 @@
+package workers_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/onboard-dev/onboard/internal/outbox"
+	"github.com/onboard-dev/onboard/internal/testenv"
+	"github.com/onboard-dev/onboard/jobs"
+	"github.com/onboard-dev/onboard/store"
+	"github.com/onboard-dev/onboard/store/storetest"
+	"github.com/onboard-dev/onboard/workers"
+)
+
+// sendOnLastAttempt queues an invite:send of three new deliveries whose
+// first attempt is its last (its retries used up on a SendGrid outage),
+// SendGrid failing that attempt with 503, and runs a worker as `onboard
+// worker` does.
+func sendOnLastAttempt(t *testing.T, f *fixture, now time.Time) ([]*store.Delivery, jobs.Job) {
+	t.Helper()
+	r, client, _ := f.withQueue(t)
+	f.deps.Now = func() time.Time { return now }
+	var ds []*store.Delivery
+	var ids []string
+	for _, a := range []string{"a", "b", "c"} {
+		d := f.pendingDelivery(t, "O"+a, "outage-"+a+"@example.com", store.CustomerActive)
+		ds, ids = append(ds, d), append(ids, d.ID.String())
+	}
+	job := jobs.NewInviteSend(f.tenant.ID.String(), ids)
+	if err := outbox.Record(context.Background(), f.db, f.tenant.ID, now, job); err != nil {
+		t.Fatal(err)
+	}
+	f.fake.FailNext(503, 1)
+	if _, err := client.Enqueue(asynq.NewTask(job.Type, job.Payload, asynq.TaskID(job.ID), asynq.Queue(jobs.QueueCritical), asynq.MaxRetry(0))); err != nil {
+		t.Fatal(err)
+	}
+	srv := asynq.NewServer(asynq.RedisClientOpt{Addr: r.Addr()}, asynq.Config{
+		Concurrency: 2, Queues: jobs.QueueWeights, TaskCheckInterval: 20 * time.Millisecond, DelayedTaskCheckInterval: 20 * time.Millisecond,
+		RetryDelayFunc: workers.RetryDelay, IsFailure: workers.IsFailure, Logger: asynqQuiet{}, ShutdownTimeout: time.Second,
+	})
+	mux := asynq.NewServeMux()
+	workers.Register(mux, f.deps)
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return ds, job
+}
+
+// A SendGrid outage longer than a task's retries delays the emails, not
+// fails them: on its last attempt the task hands them to a new one, which
+// sends each once when SendGrid is back.
+func TestSendGridOutageOutlastingTheRetriesDelaysTheEmails(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	ds, job := sendOnLastAttempt(t, f, t0.Add(time.Hour))
+	testenv.Eventually(t, 30*time.Second, "every email sent by the new task", func() bool {
+		for _, d := range ds {
+			if f.state(t, d.ID).State != store.DeliverySent {
+				return false
+			}
+		}
+		return true
+	})
+	var again []*store.OutboxTask
+	if err := f.db.NewSelect().Model(&again).Where("task_id LIKE ?", job.ID+":again-%").Scan(context.Background()); err != nil || len(again) != 1 {
+		t.Fatalf("the emails were not handed to a new task: %v %v", again, err)
+	}
+	if n := len(f.fake.Messages()); n != 3 {
+		t.Fatalf("%d emails, want 3, once each", n)
+	}
+}
+
+// Deliveries SendGrid has failed for three days are failed, with the
+// reason: the nightly resend, or the vendor, tries them again.
+func TestSendGridOutageOfDaysFailsTheEmails(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	ds, _ := sendOnLastAttempt(t, f, t0.Add(73*time.Hour))
+	testenv.Eventually(t, 30*time.Second, "every delivery failed", func() bool {
+		for _, d := range ds {
+			if s := f.state(t, d.ID); s.State != store.DeliveryFailed || !strings.Contains(s.LastError, "gave up after retries") {
+				return false
+			}
+		}
+		return true
+	})
+	if n := len(f.fake.Messages()); n != 0 {
+		t.Fatalf("%d emails sent", n)
+	}
+}
