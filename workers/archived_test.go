@@ -12,7 +12,6 @@ import (
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
 	"github.com/onboard-dev/onboard/store/storetest"
-	"github.com/onboard-dev/onboard/workers"
 )
 
 // TestArchivedSendRunsAgain: an invitation email whose pending task an
@@ -62,16 +61,7 @@ func TestArchivedSendRunsAgain(t *testing.T) {
 		t.Fatalf("task %s, want pending", st)
 	}
 
-	srv := asynq.NewServer(asynq.RedisClientOpt{Addr: r.Addr()}, asynq.Config{
-		Concurrency: 2, Queues: jobs.QueueWeights, TaskCheckInterval: 20 * time.Millisecond,
-		RetryDelayFunc: workers.RetryDelay, IsFailure: workers.IsFailure, Logger: asynqQuiet{}, ShutdownTimeout: time.Second,
-	})
-	mux := asynq.NewServeMux()
-	workers.Register(mux, f.deps)
-	if err := srv.Start(mux); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	startWorker(t, f, r.Addr(), 2)
 	testenv.Eventually(t, 20*time.Second, "the email sent and the task completed", func() bool {
 		return f.state(t, d.ID).State == store.DeliverySent && taskState(job) == asynq.TaskStateCompleted
 	})

@@ -13,7 +13,6 @@ import (
 	"github.com/onboard-dev/onboard/jobs"
 	"github.com/onboard-dev/onboard/store"
 	"github.com/onboard-dev/onboard/store/storetest"
-	"github.com/onboard-dev/onboard/workers"
 )
 
 // sendOnLastAttempt queues an invite:send of three new deliveries whose
@@ -38,16 +37,7 @@ func sendOnLastAttempt(t *testing.T, f *fixture, now time.Time) ([]*store.Delive
 	if _, err := client.Enqueue(asynq.NewTask(job.Type, job.Payload, asynq.TaskID(job.ID), asynq.Queue(jobs.QueueCritical), asynq.MaxRetry(0))); err != nil {
 		t.Fatal(err)
 	}
-	srv := asynq.NewServer(asynq.RedisClientOpt{Addr: r.Addr()}, asynq.Config{
-		Concurrency: 2, Queues: jobs.QueueWeights, TaskCheckInterval: 20 * time.Millisecond, DelayedTaskCheckInterval: 20 * time.Millisecond,
-		RetryDelayFunc: workers.RetryDelay, IsFailure: workers.IsFailure, Logger: asynqQuiet{}, ShutdownTimeout: time.Second,
-	})
-	mux := asynq.NewServeMux()
-	workers.Register(mux, f.deps)
-	if err := srv.Start(mux); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	startWorker(t, f, r.Addr(), 2)
 	return ds, job
 }
 

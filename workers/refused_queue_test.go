@@ -64,16 +64,7 @@ func TestRefusedSendsWaitInTheQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	srv := asynq.NewServer(asynq.RedisClientOpt{Addr: r.Addr()}, asynq.Config{
-		Concurrency: 4, Queues: jobs.QueueWeights, TaskCheckInterval: 20 * time.Millisecond, DelayedTaskCheckInterval: 20 * time.Millisecond,
-		RetryDelayFunc: workers.RetryDelay, IsFailure: workers.IsFailure, Logger: asynqQuiet{}, ShutdownTimeout: time.Second,
-	})
-	mux := asynq.NewServeMux()
-	workers.Register(mux, f.deps)
-	if err := srv.Start(mux); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
+	startWorker(t, f, r.Addr(), 4)
 
 	// Refused for a while: several pauses go by.
 	testenv.Eventually(t, 20*time.Second, "SendGrid refuses a few times", func() bool { return f.fake.Requests() >= 4 })
@@ -115,6 +106,23 @@ func TestRefusedSendsWaitInTheQueue(t *testing.T) {
 		t.Errorf("%d requests to SendGrid for 15 emails", n)
 	}
 	t.Logf("%d requests in all", f.fake.Requests())
+}
+
+// startWorker runs an asynq server on addr configured as `onboard worker`
+// is (RetryDelay, IsFailure), polling often so tests do not wait, until the
+// test ends.
+func startWorker(t *testing.T, f *fixture, addr string, concurrency int) {
+	t.Helper()
+	srv := asynq.NewServer(asynq.RedisClientOpt{Addr: addr}, asynq.Config{
+		Concurrency: concurrency, Queues: jobs.QueueWeights, TaskCheckInterval: 20 * time.Millisecond, DelayedTaskCheckInterval: 20 * time.Millisecond,
+		RetryDelayFunc: workers.RetryDelay, IsFailure: workers.IsFailure, Logger: asynqQuiet{}, ShutdownTimeout: time.Second,
+	})
+	mux := asynq.NewServeMux()
+	workers.Register(mux, f.deps)
+	if err := srv.Start(mux); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
 }
 
 type asynqQuiet struct{}
