@@ -410,6 +410,8 @@ func (r *XLSXReader) checkCell(row *Row, field int, name, v string, col int) {
 	switch {
 	case known && cell == nil:
 		return // text, a boolean, or nothing
+	case known && cell.kind == kindUncalculated:
+		row.cellErrs[field] = fmt.Sprintf("%s is a formula with no value saved in the file; open the file in Excel and save it again", name)
 	case known && cell.kind == kindError:
 		row.cellErrs[field] = formulaErrorMessage(name, v)
 	case known && cell.kind == kindDate:

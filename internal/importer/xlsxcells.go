@@ -55,6 +55,9 @@ const (
 	kindNumber
 	kindDate  // a number with a date or time format, or a t="d" cell
 	kindError // a formula's error value: t="e"
+	// kindUncalculated: a formula with no value saved (a workbook a
+	// program wrote without calculating it); excelize reads it empty.
+	kindUncalculated
 )
 
 // typedCell is a cell with a value: its column (1 for A), what it is,
@@ -263,19 +266,20 @@ func (t *cellTypes) readCell(tok xmlToken, raw []byte, col *int) bool {
 		*col = c
 	}
 	value, hasValue := t.cell.text()
-	if !hasValue || value == "" {
-		return true
-	}
 	var kind cellKind
-	switch typ {
-	case "", "n":
+	switch {
+	case (!hasValue || value == "") && t.cell.hasF:
+		kind = kindUncalculated
+	case !hasValue || value == "":
+		return true
+	case typ == "" || typ == "n":
 		kind = kindNumber
 		if style >= 0 && style < len(t.dates) && t.dates[style] {
 			kind = kindDate
 		}
-	case "d":
+	case typ == "d":
 		kind = kindDate
-	case "e":
+	case typ == "e":
 		kind = kindError
 	default:
 		kind = kindText // text, a boolean, or a type excelize reads as text
@@ -315,6 +319,8 @@ func rowNumber(tag []byte) (n int, err error, ok bool) {
 // cell), an error value as it is.
 func (c typedCell) agrees(v string) bool {
 	switch {
+	case c.kind == kindUncalculated:
+		return v == ""
 	case c.kind == kindError:
 		return v == c.value
 	case c.isoDate:

@@ -624,6 +624,7 @@ type sheetCell struct {
 	skipDepth    int // inside an <f> or <is> opened at this depth, or 0
 	vDepth       int // inside the <v> opened at this depth, or 0
 	hasV, hasIS  bool
+	hasF         bool   // a formula: cellTypes tells one with no saved value
 	vStart, vEnd int    // the last <v>…</v> in body
 	value        []byte // its text, undecoded
 	// noBody: the cell is read for its value only (cellTypes), not copied.
@@ -654,8 +655,11 @@ func (c *sheetCell) take(tok xmlToken, raw []byte) error {
 			}
 		case "is":
 			c.hasIS = true
-			fallthrough
+			if tok == tokStart {
+				c.skipDepth = c.depth
+			}
 		case "f":
+			c.hasF = true
 			if tok == tokStart {
 				c.skipDepth = c.depth
 			}
