@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
@@ -59,8 +60,14 @@ func notFound(err error) error {
 func Unavailable(err error) bool {
 	var connect *pgconn.ConnectError
 	var netErr net.Error
+	var pgErr *pgconn.PgError
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// A request given up on, or one that took too long: not an outage.
+		return false
+	case errors.As(err, &pgErr):
+		// The server answered: a wrong password, a database that does not
+		// exist, a query refused. Configuration or a fault, not an outage.
 		return false
 	case errors.As(err, &connect), errors.As(err, &netErr),
 		errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF):

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -151,9 +152,11 @@ func (d *Deps) prepareInvitations(ctx context.Context, tenant *store.Tenant, cla
 			r := "customer is " + cust.Status
 			skipped[r] = append(skipped[r], dl.ID)
 		case emailaddr.Validate(inv.Email) != nil:
-			// Stored before the API refused internationalised local parts:
-			// SendGrid would refuse the address (and the batch with it).
-			const r = "SendGrid sends to no address with an internationalised local part"
+			// Stored before a rule of emailaddr refused it (an
+			// internationalised local part, a dotless domain): SendGrid
+			// would refuse the address (and the batch with it), or no mail
+			// would reach it.
+			r := "the address is no longer accepted: " + addressProblem(inv.Email)
 			skipped[r] = append(skipped[r], dl.ID)
 		default:
 			sendable = append(sendable, dl)
@@ -456,4 +459,18 @@ func (d *Deps) giveUp(ctx context.Context, ds []*store.Delivery, reason string, 
 	}
 	d.completed(ctx)
 	return fmt.Errorf("%v: %w", cause, asynq.SkipRetry)
+}
+
+// addressProblem is why emailaddr refuses an address, without the
+// "Customer Email must be valid" every refusal starts with.
+func addressProblem(addr string) string {
+	err := emailaddr.Validate(addr)
+	if err == nil {
+		return ""
+	}
+	_, why, found := strings.Cut(err.Error(), "\n")
+	if !found {
+		return err.Error()
+	}
+	return why
 }

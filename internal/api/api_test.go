@@ -912,7 +912,11 @@ func TestSilentDatabaseAnswersWithinTheDeadline(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
-	e := newEnvWith(t, dbAt(t, ln.Addr().String()), func(o *serverOptions) { o.timeout = 200 * time.Millisecond })
+	e := newEnvWith(t, dbAt(t, ln.Addr().String()), func(o *serverOptions) {
+		o.timeout = 200 * time.Millisecond
+		// A healthy Redis, answering while its check's deadline lasts.
+		o.ready = func(ctx context.Context) error { return ctx.Err() }
+	})
 	if r := e.call("some-key", "GET", "/v1/customers", ""); r.code != 503 || r.errField("code") != "timeout" {
 		t.Fatalf("GET /v1/customers: %d %s", r.code, r.raw)
 	}

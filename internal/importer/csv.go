@@ -238,20 +238,31 @@ const MsgUnclosedQuote = `a quotation mark (") in this row is not closed, so the
 // left open (Robert "Bob, in a name) takes the rows after it, up to the
 // next quotation mark or the end of the file, into that field: without a
 // word they would be neither imported nor in the error log. A line inside
-// a field with at least as many delimiters as a row has is taken for such
-// a row: a line break in a real value (an address on two lines) does not
-// bring a whole row's delimiters with it.
+// the field is taken for a swallowed row when it could not be part of a
+// real value: in one of the template's columns (an account number, an
+// email, a name, none of which spans lines), a line with a delimiter in
+// it; in another column (notes, an address on two lines), a line that
+// splits like a row, an email where the email column is.
 func (r *CSVReader) unclosedQuote(rec []string) *FieldError {
-	if r.cols.nHeader < 2 {
-		return nil
-	}
+	delim := string(r.Delim)
+	email, hasEmail := r.cols.index[ColEmail]
 	for i, f := range rec {
 		_, rest, more := strings.Cut(f, "\n")
+		if !more {
+			continue
+		}
+		col := r.cols.nameOf(i)
 		for more {
 			var line string
 			line, rest, more = strings.Cut(rest, "\n")
-			if strings.Count(line, string(r.Delim)) >= r.cols.nHeader-1 {
-				return &FieldError{Field: r.cols.nameOf(i), Message: MsgUnclosedQuote}
+			swallowed := false
+			if col != "" {
+				swallowed = strings.Contains(line, delim)
+			} else if cells := strings.Split(line, delim); hasEmail && email < len(cells) {
+				swallowed = strings.Contains(cells[email], "@")
+			}
+			if swallowed {
+				return &FieldError{Field: col, Message: MsgUnclosedQuote}
 			}
 		}
 	}

@@ -166,6 +166,10 @@ func TestUnclosedQuoteFailsItsRow(t *testing.T) {
 			"1,a@example.com,\"Robert \"Bob,Smith\r\n2,b@example.com,Ann,Lee\r\n3,c@example.com,\"Cy\",Dee\r\n", ColFirstName},
 		"in a column onboard does not read": {"Account Number,Customer Email,Notes\r\n" +
 			"1,a@example.com,\"call first\r\n2,b@example.com,ok\r\n", ""},
+		// The rows below are short (Excel leaves off empty trailing cells),
+		// so they carry fewer delimiters than the header.
+		"rows below without their last cells": {header +
+			"1,a@example.com,\"Bob,Smith\r\n2,b@example.com\r\n3,c@example.com\r\n", ColFirstName},
 	} {
 		rows, err := readAll(t, []byte(tc.data))
 		if err != nil || len(rows) == 0 {
@@ -175,10 +179,18 @@ func TestUnclosedQuoteFailsItsRow(t *testing.T) {
 			t.Errorf("%s: %+v", name, rows[0])
 		}
 	}
-	// A line break in a value, quoted as it should be, is not one.
-	rows, err := readAll(t, []byte("Account Number,Customer Email,Address\r\n1,a@example.com,\"12 Main St,\r\nSpringfield\"\r\n2,b@example.com,x\r\n"))
-	if err != nil || len(rows) != 2 || rows[0].Err != nil {
-		t.Errorf("a two-line address: %+v %v", rows, err)
+	// A line break in a value, quoted as it should be, is not one, however
+	// many commas its lines hold.
+	for name, data := range map[string]string{
+		"a two-line address":     "Account Number,Customer Email,Address\r\n1,a@example.com,\"12 Main St,\r\nSpringfield\"\r\n2,b@example.com,x\r\n",
+		"notes with commas":      "Account Number,Customer Email,Notes\r\n1,a@example.com,\"Attn: Accounts\r\n12 High St, Leeds, LS1 4AP\"\r\n2,b@example.com,x\r\n",
+		"a name over two lines":  header + "1,a@example.com,\"Ivy\r\nMarie\",Lee\r\n2,b@example.com,Bo,Li\r\n",
+		"an address of 5 fields": "Account Number,Customer Email,Street,City,Zip\r\n1,a@example.com,\"Unit 4,\r\n12 High St, Leeds, West Yorkshire\",Leeds,LS1\r\n2,b@example.com,x,y,z\r\n",
+	} {
+		rows, err := readAll(t, []byte(data))
+		if err != nil || len(rows) != 2 || rows[0].Err != nil {
+			t.Errorf("%s: %+v %v", name, rows, err)
+		}
 	}
 }
 

@@ -489,22 +489,32 @@ func (r *XLSXReader) Close() error {
 var errOpenDocument = fileError("OpenDocument spreadsheets (.ods) are not supported; save the file as .xlsx or .csv")
 
 // checkZipIsWorkbook fails a zip that holds no workbook: an OpenDocument
-// file (told by the mimetype entry its format puts first), or an archive of
-// other files (a CSV zipped to send it, say), which excelize would report
-// as a workbook missing its parts.
+// file (told by the mimetype entry its format puts first), a Word or
+// PowerPoint file, or an archive of other files (a CSV zipped to send it,
+// say), which excelize would report as a workbook missing its parts.
 func checkZipIsWorkbook(z *zip.Reader) error {
 	for _, f := range z.File {
 		if f.Name == "mimetype" && isOpenDocumentMimetype(f) {
 			return errOpenDocument
 		}
 	}
+	parts := map[string]*zip.File{}
 	for _, f := range z.File {
-		name := strings.ToLower(strings.ReplaceAll(f.Name, "\\", "/"))
-		if name == "[content_types].xml" || strings.HasPrefix(name, "xl/") {
+		name := partName(f.Name)
+		if strings.HasPrefix(strings.ToLower(name), "xl/") {
+			return nil
+		}
+		parts[name] = f
+	}
+	// No xl/ folder: a workbook still, if the package's main part is one
+	// (a Word or PowerPoint file's is a document or a presentation).
+	rels, _ := readRels(parts["_rels/.rels"])
+	for _, r := range rels {
+		if (r.Type == officeDocumentRel || r.Type == strictOfficeDocumentRel) && strings.HasSuffix(strings.ToLower(r.Target), "workbook.xml") {
 			return nil
 		}
 	}
-	return fileError("the file is a zip archive, not an XLSX workbook; upload the .xlsx or .csv file itself")
+	return fileError("the file is a zip archive or another Office document, not an XLSX workbook; upload the .xlsx or .csv file itself")
 }
 
 func isOpenDocumentMimetype(f *zip.File) bool {

@@ -471,6 +471,7 @@ func TestSniffLabelsWhatOpenReads(t *testing.T) {
 		{"legacy xls", []byte{0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1}, "", ".xls"},
 		{"OpenDocument", zipOf("mimetype", "application/vnd.oasis.opendocument.spreadsheet"), "", ".ods"},
 		{"a zipped CSV", zipOf("customers.csv", csvText), "", "zip archive"},
+		{"a Word document", zipOf("[Content_Types].xml", `<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>`), "", "another Office document"},
 		{"a PDF", []byte("%PDF-1.4\n%\xE2\xE3\xCF\xD3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n"), "", "neither CSV"},
 		{"a PNG", []byte("\x89PNG\r\n\x1A\n\x00\x00\x00\rIHDR"), "", "neither CSV"},
 		{"a gzip", []byte("\x1F\x8B\x08\x00\x00\x00\x00\x00"), "", "neither CSV"},

@@ -268,7 +268,9 @@ func (t *cellTypes) readCell(tok xmlToken, raw []byte, col *int) bool {
 	value, hasValue := t.cell.text()
 	var kind cellKind
 	switch {
-	case (!hasValue || value == "") && t.cell.hasF:
+	case !t.cell.hasV && t.cell.hasF:
+		// No <v> at all: never calculated. An empty <v/> is a formula
+		// whose result is "" (=IF(X2="","",X2)), saved as such.
 		kind = kindUncalculated
 	case !hasValue || value == "":
 		return true
