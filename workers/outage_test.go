@@ -83,3 +83,33 @@ func TestSendGridOutageOfDaysFailsTheEmails(t *testing.T) {
 		t.Fatalf("%d emails sent", n)
 	}
 }
+
+// The import's confirmation email outlasts a SendGrid outage the same way:
+// on its task's last attempt it goes on in a new task, not lost.
+func TestImportReportOutlastsASendGridOutage(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, storetest.NewPostgres(t))
+	withDispatcher(t, f) // the import's own dispatch goes to a Redis no worker reads
+	im := f.upload(t, []byte("Account Number,Customer Email\n,nobody@example.com\n"), nil)
+	if err := f.importNow(t, im); err != nil {
+		t.Fatal(err)
+	}
+	r, client, _ := f.withQueue(t)
+	f.deps.Now = func() time.Time { return t0.Add(time.Hour) }
+	report := jobs.NewImportReport(f.tenant.ID.String(), im.ID.String())
+	f.fake.FailNext(503, 1)
+	if _, err := client.Enqueue(asynq.NewTask(report.Type, report.Payload, asynq.TaskID(report.ID), asynq.Queue(report.Queue()), asynq.MaxRetry(0))); err != nil {
+		t.Fatal(err)
+	}
+	startWorker(t, f, r.Addr(), 2)
+	testenv.Eventually(t, 30*time.Second, "the confirmation email sent by the new task", func() bool {
+		return len(f.fake.Messages()) == 1
+	})
+	var again []*store.OutboxTask
+	if err := f.db.NewSelect().Model(&again).Where("task_id LIKE ?", report.ID+":again-%").Scan(context.Background()); err != nil || len(again) != 1 {
+		t.Fatalf("the report was not handed to a new task: %v %v", again, err)
+	}
+	if m := f.fake.Messages(); m[0].To != "sender@vendor.example.com" {
+		t.Fatalf("emails %+v", m)
+	}
+}
