@@ -49,6 +49,9 @@ func startScheduler(ctx context.Context, env *environment, cfg *config.Config, d
 			slot := entry.Prev // the tick this run stands for, the same in every scheduler
 			job := jobs.NewScheduled(taskType, slot)
 			if err := recordSlot(ctx, env, db, job, entry.Next); err != nil {
+				if ctx.Err() != nil {
+					return // shutting down: another scheduler, or the next start, runs it
+				}
 				env.log.Error("scheduled run not recorded; this slot is skipped", "task_type", taskType, "slot", slot, "err", err)
 				return
 			}
