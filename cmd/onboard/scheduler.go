@@ -50,7 +50,7 @@ func startScheduler(ctx context.Context, env *environment, cfg *config.Config, d
 			job := jobs.NewScheduled(taskType, slot)
 			if err := recordSlot(ctx, env, db, job, entry.Next); err != nil {
 				if ctx.Err() != nil {
-					return // shutting down: another scheduler, or the next start, runs it
+					return // shutting down: a second scheduler, if one runs, records the slot
 				}
 				env.log.Error("scheduled run not recorded; this slot is skipped", "task_type", taskType, "slot", slot, "err", err)
 				return
